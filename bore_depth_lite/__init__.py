@@ -1,0 +1,48 @@
+"""bore_depth_lite: the package behind the BoRe-Depth book.
+
+Every chapter imports it; researchers can use it on its own. Modules are small and flat,
+named after what they compute (monodepth2 / SC-Depth style).
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__version__ = "0.1.0"
+
+__all__ = ["setup", "resolve_device", "__version__"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto"`` into CUDA when present, else CPU; check an explicit request.
+
+    Raises:
+        ValueError: ``device`` names CUDA on a machine without it.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available on this machine; "
+                         "use device='cpu' or 'auto'")
+    return dev
+
+
+def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | None = 2) -> torch.device:
+    """Seed every generator, fix the CPU thread count, and return the resolved device.
+
+    Chapters call this at the top of each computing cell so that outputs are the same on
+    every run (nbval compares them). ``threads=None`` leaves torch's default.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    return resolve_device(device)

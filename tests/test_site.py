@@ -1,0 +1,90 @@
+"""Open the built website in headless Chromium, as a reader would.
+
+Needs `_build/html` (``make site``) and Debian's ``chromium``; ``make test`` provides both.
+Outside CI the tests skip with the reason when either is missing; under CI they fail.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from book_files import REPOSITORY_URL, ROOT, toc_notebooks
+
+pytestmark = pytest.mark.site
+HTML = ROOT / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
+         "--hide-scrollbars"]
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url():
+    _require((HTML / "book" / "intro.html").exists(), "no built site: run `make site` first")
+    _require(CHROMIUM is not None, "chromium is not installed (apt-get install chromium)")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _chromium(*args: str) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+                              capture_output=True, text=True, timeout=90)
+    return done.stdout
+
+
+def _dom(url: str) -> str:
+    return _chromium("--virtual-time-budget=10000", "--dump-dom", url)
+
+
+def _screenshot(url: str, out: Path) -> None:
+    _chromium("--window-size=1280,2400", f"--screenshot={out}", url)
+    assert out.exists() and out.stat().st_size > 10_000, f"no screenshot of {url}"
+
+
+def test_front_page_lists_every_chapter(site_url, tmp_path):
+    dom = _dom(f"{site_url}/book/intro.html")
+    assert "BoRe-Depth, the book" in dom
+    for nb in toc_notebooks():
+        rel = nb.relative_to(ROOT).with_suffix(".html").as_posix().removeprefix("book/")
+        assert f'href="{rel}' in dom or f'href="./{rel}' in dom, f"chapter {rel} missing from the navigation"
+    assert "pipeline.svg" in dom
+    _screenshot(f"{site_url}/book/intro.html", tmp_path / "front.png")
+
+
+def test_each_chapter_renders_its_title_and_figures(site_url, tmp_path):
+    chapters = [p for p in toc_notebooks() if p.suffix == ".ipynb"]
+    _require(bool(chapters), "no chapter notebooks yet")
+    for nb in chapters:
+        rel = nb.relative_to(ROOT).with_suffix(".html").as_posix()
+        dom = _dom(f"{site_url}/{rel}")
+        title = re.search(r"<h1[^>]*>(.*?)<", dom, re.S)
+        assert title and title.group(1).strip(), f"{rel}: no title"
+        assert len(re.findall(r'<img[^>]+src="[^"]*_images/', dom)) >= 1, f"{rel}: no rendered figure"
+        assert f"colab.research.google.com/github/{REPOSITORY_URL.split('github.com/')[1]}" in dom, \
+            f"{rel}: no Colab launch link to the configured repository"
+    _screenshot(f"{site_url}/{chapters[0].relative_to(ROOT).with_suffix('.html').as_posix()}",
+                tmp_path / "chapter.png")
