@@ -297,7 +297,8 @@ def format_results_table(rows: AggregateResult | Mapping[str, AggregateResult],
         table += ["| " + " | ".join(line) + " |" for line in body]
     else:
         widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
-        table = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in [header] + body]
+        table = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                 for row in [header] + body]
     notes = [f"{label}: {DISPLAY_NAMES[m]} NaN for {r.num_nan[m]}/{r.num_images} images"
              + (" (skipped by nanmean)" if m in r.nan_skipped else "")
              for label, r in rows.items() for m in metrics if r.num_nan.get(m, 0)]
