@@ -1,0 +1,150 @@
+"""Evaluate a DepthNet: ``python -m bore_depth_lite.evaluate`` (console script ``bore-depth-evaluate``).
+
+Examples::
+
+    # our checkpoint on the synthetic test split (rendered into the cache on first use)
+    python -m bore_depth_lite.evaluate --checkpoint runs/stage1/checkpoint.pt --dataset synthetic
+    # a released checkpoint on prepared NYUv2 (data_scripts/prepare_nyu.py), BoRe's protocol
+    python -m bore_depth_lite.evaluate --checkpoint nyu.ckpt --dataset nyu --data-root data/nyu --json nyu.json
+
+Each dataset has a default protocol (``--protocol`` overrides it) and a network input size
+(the released sizes: KITTI 256×832, NYUv2 and iBims-1 256×320). The table names the
+protocol; the JSON holds the protocol, per-metric means and per-image results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .metrics import aggregate_results, format_results_table
+from .preprocess import normalize_imagenet
+from .protocols import PROTOCOLS, evaluate_image
+
+__all__ = ["predict_depth", "evaluate_depth_net", "DATASETS", "main"]
+
+#: dataset name -> (default protocol, network input size (H, W), 16-bit PNG depth scale)
+DATASETS: dict[str, tuple[str, tuple[int, int] | None, float]] = {
+    "synthetic": ("synthetic_indoor", None, 1000.0),
+    "synthetic-driving": ("synthetic_driving", None, 1000.0),
+    "kitti": ("bore_kitti", (256, 832), 1000.0),
+    "nyu": ("bore_nyu", (256, 320), 1000.0),
+    "ibims": ("ibims", (256, 320), 1000.0),
+}
+
+
+@torch.no_grad()
+def predict_depth(depth_net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Depth (B, 1, H, W) for images (B, 3, H, W) in [0, 1] (normalised here, not by the caller)."""
+    return depth_net(normalize_imagenet(images))
+
+
+@torch.no_grad()
+def evaluate_depth_net(depth_net: nn.Module, dataset: Dataset, protocol: str = "synthetic_indoor",
+                       device: torch.device | str = "cpu", limit: int | None = None, progress: bool = True,
+                       per_image: bool = False) -> dict[str, Any]:
+    """Mean metrics of ``depth_net`` over ``dataset`` (a :class:`~bore_depth_lite.data.datasets.TestDataset`).
+
+    Every image is evaluated at the size the dataset returns it (the network's input size)
+    and the prediction is resized to the GT size by the protocol. Boundary errors are added
+    where the dataset has boundary maps. Returns ``{"protocol", "num_images", <metric>: mean,
+    ...}`` plus ``"images"`` (per-image dicts) when ``per_image``.
+    """
+    from tqdm import tqdm
+
+    was_training = depth_net.training
+    depth_net.eval()
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise ValueError("the evaluation data set is empty")
+    results = []
+    for i in tqdm(range(n), desc="evaluate", disable=not progress, mininterval=1.0):
+        item = dataset[i]
+        pred = predict_depth(depth_net, item["image"][None].to(device))[0, 0].float().cpu()
+        masks = [item[k][0] for k in ("mask_invalid", "mask_transp") if k in item]
+        edges = item["boundary"][0] if "boundary" in item else None
+        result = evaluate_image(pred, item["depth"][0], protocol, valid_masks=masks, edges_gt=edges, on_empty="nan")
+        result["name"] = item.get("name", str(i))
+        results.append(result)
+    depth_net.train(was_training)
+    aggregate = aggregate_results([{k: v for k, v in r.items() if k != "name"} for r in results], nan_skipped="all")
+    out: dict[str, Any] = {"protocol": aggregate.protocol, "num_images": aggregate.num_images, **aggregate.means}
+    if per_image:
+        out["images"] = results
+    out["_aggregate"] = aggregate
+    return out
+
+
+def _load(checkpoint: str | None, device: torch.device) -> nn.Module:
+    from .models import load_any_depthnet
+
+    if checkpoint is None:
+        raise SystemExit("bore-depth-evaluate: --checkpoint is required (ours, or a released BoRe-Depth .ckpt); "
+                         "train one with `python -m bore_depth_lite.train` or use the package's pretrained "
+                         "small model via `--checkpoint pretrained`")
+    if checkpoint == "pretrained":
+        from .pretrained import load_pretrained
+
+        return load_pretrained().to(device).eval()
+    return load_any_depthnet(checkpoint, map_location="cpu").to(device).eval()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bore-depth-evaluate", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("Examples::")[1])
+    parser.add_argument("--checkpoint", help="our checkpoint, a released .ckpt, or 'pretrained'")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
+    parser.add_argument("--data-root", type=Path, help="prepared data set (holding testing/); "
+                        "default for synthetic: rendered into the cache")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), help="override the dataset's default protocol")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="network input size")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path, help="write the results (and per-image metrics) here")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import resolve_device
+    from .data.datasets import TestDataset
+
+    device = resolve_device(args.device)
+    protocol, size, png_scale = DATASETS[args.dataset]
+    protocol = args.protocol or protocol
+    size = tuple(args.size) if args.size else size
+    root = args.data_root
+    if root is None:
+        if not args.dataset.startswith("synthetic"):
+            raise SystemExit(f"bore-depth-evaluate: --dataset {args.dataset} needs --data-root (see data_scripts/)")
+        from .data.generate import SyntheticConfig
+        from .training_data import ensure_synthetic
+
+        preset = "driving" if args.dataset == "synthetic-driving" else "indoor"
+        h, w = size or (128, 160)
+        root = ensure_synthetic(SyntheticConfig(preset=preset, height=h, width=w, train_scenes=0, val_scenes=0,
+                                                test_scenes=4, test_frames_per_scene=8))
+    dataset = TestDataset(root, image_size=size, png_depth_scale=png_scale)
+    net = _load(args.checkpoint, device)
+    result = evaluate_depth_net(net, dataset, protocol, device, args.limit, not args.no_progress, per_image=True)
+    aggregate = result.pop("_aggregate")
+    print(format_results_table({Path(args.checkpoint).name: aggregate}, style="text"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
+        args.json.write_text(json.dumps({**clean, "checkpoint": args.checkpoint, "dataset": args.dataset,
+                                         "data_root": str(root)}, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

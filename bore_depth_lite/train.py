@@ -1,0 +1,117 @@
+"""Train BoRe-Depth: ``python -m bore_depth_lite.train`` (console script ``bore-depth-train``).
+
+Examples::
+
+    # stage 1 on the synthetic world, CPU teaching preset (a few minutes on 2 cores)
+    python -m bore_depth_lite.train --out runs/stage1
+    # the embedded semantic teacher, then stage 2 from the stage-1 weights
+    python -m bore_depth_lite.train --teacher-only --out runs/teacher
+    python -m bore_depth_lite.train --stage 2 --teacher runs/teacher/teacher.pt \\
+        --init-from runs/stage1/checkpoint.pt --out runs/stage2
+    # the paper's configuration on prepared NYUv2 video, 4 GPUs
+    torchrun --nproc_per_node=4 -m bore_depth_lite.train --preset paper-nyu --data-root data/nyu --out runs/nyu
+    # continue a run that was killed
+    python -m bore_depth_lite.train --out runs/stage1 --resume
+
+Options come from (later wins): the preset, a YAML/JSON ``--config`` file, then flags.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .training import PRESETS, TrainConfig
+
+__all__ = ["main", "parse_config"]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bore-depth-train", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("Examples::")[1])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="starting point for every option")
+    parser.add_argument("--config", type=Path, help="YAML or JSON file of options (names as below, with underscores)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    parser.add_argument("--teacher-only", action="store_true",
+                        help="train the embedded semantic teacher on the synthetic labels and exit")
+    parser.add_argument("--out", dest="out_dir", help="output folder (checkpoint, metrics.csv, samples)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for f in fields(TrainConfig):
+        if f.name == "out_dir":
+            continue
+        kind = type(f.default) if f.default is not None else str
+        if f.name == "semantic_levels":
+            parser.add_argument(_flag(f.name), type=int, nargs="+", default=None)
+        elif kind is bool:
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(_flag(f.name), type=kind if kind in (int, float) else str, default=None)
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """Merge preset, config file and flags into a :class:`TrainConfig`."""
+    args = build_parser().parse_args(argv)
+    values: dict[str, Any] = dict(PRESETS[args.preset])
+    if args.config is not None:
+        if not args.config.is_file():
+            raise SystemExit(f"--config {args.config}: no such file")
+        text = args.config.read_text()
+        loaded = json.loads(text) if args.config.suffix == ".json" else yaml.safe_load(text)
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"--config {args.config}: expected a mapping of option names to values")
+        values.update(loaded)
+    for f in fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    try:
+        config = TrainConfig.from_dict(values)
+        config.check() if not args.teacher_only else None
+    except ValueError as err:
+        raise SystemExit(f"bore-depth-train: {err}") from None
+    return config, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, args = parse_config(argv)
+    from .training_data import teacher_dataset, training_datasets
+
+    if args.teacher_only:
+        from .distill import train_teacher
+
+        out = Path(config.out_dir)
+        frames = teacher_dataset(config)
+        result = train_teacher(frames, out / "teacher.pt", num_classes=len(frames.class_names),
+                               class_names=frames.class_names, encoder=config.model, steps=config.steps,
+                               seed=config.seed, device=config.device, progress=not args.no_progress)
+        print(json.dumps({"teacher": str(out / "teacher.pt"), "pixel_accuracy": result.pixel_accuracy,
+                          "mean_iou": result.mean_iou}, indent=2))
+        return 0
+
+    from .training import Trainer
+
+    train_set, val_set = training_datasets(config)
+    trainer = Trainer(config, train_set, val_set, progress=not args.no_progress)
+    if args.resume and trainer.resume():
+        print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}", file=sys.stderr)
+    elif config.init_from:
+        trainer.init_from(config.init_from)
+    history = trainer.fit()
+    if trainer.dist.is_main and history:
+        print(json.dumps(history[-1], indent=2))
+    trainer.dist.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

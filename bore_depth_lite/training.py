@@ -1,0 +1,415 @@
+"""Two-stage training of BoRe-Depth: the configuration, one training step, the loop.
+
+Stage 1 learns depth and ego-motion from video alone (SC-Depth's objective, see
+:func:`bore_depth_lite.losses.stage1_loss`). Stage 2 starts from the stage-1 weights and adds
+the semantic information loss of a frozen teacher (:mod:`bore_depth_lite.distill`).
+
+The loop is built for fault tolerance and exact reproducibility:
+- every batch is a pure function of (seed, step): the sample indices and each sample's
+  augmentation seed come from a generator seeded with the step, so a resumed run sees the
+  very batches the uninterrupted run saw, whatever the number of data-loading workers;
+- checkpoints hold model, optimiser, step and RNG states and are written atomically;
+- data-parallel training (``torchrun``) gives each process a slice of the global batch.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from . import setup
+from .checkpointing import atomic_save, rng_state, safe_load, set_rng_state
+from .distributed import DistributedContext, init_distributed
+from .losses import stage1_loss
+from .models import DepthNet, PoseNet
+from .models.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from .models.checkpoint import VERSION as CHECKPOINT_VERSION
+from .models.depth_net import DISP_SCALE, MIN_DISP
+from .preprocess import normalize_imagenet
+
+__all__ = ["TrainConfig", "PRESETS", "build_networks", "training_step", "Trainer", "StepBatchSampler"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Defaults: the CPU teaching preset on the synthetic world."""
+
+    stage: int = 1                      # 1: self-supervised; 2: + semantic distillation
+    data_root: str | None = None        # a prepared data set; None: the synthetic world
+    synthetic_preset: str = "indoor"    # indoor | driving (when data_root is None)
+    synthetic_scenes: int = 8           # training scenes generated (when data_root is None)
+    synthetic_frames: int = 24          # frames per scene
+    height: int = 128
+    width: int = 160
+    model: str = "small"                # DepthNet config: paper | small | tiny
+    steps: int = 400
+    steps_per_epoch: int = 100          # validation, checkpoint and sample images every epoch
+    batch_size: int = 4                 # global batch (split over processes under torchrun)
+    grad_chunks: int = 1                # split the batch into chunks whose gradients add up
+    lr: float = 2e-4
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = "runs/stage1"
+    num_workers: int = 0
+    augment: bool = True
+    # Stage-1 loss (SC-Depth defaults; ssim_window 7 in the paper preset).
+    photo_weight: float = 1.0
+    geometry_weight: float = 0.1
+    smooth_weight: float = 0.1
+    ssim_window: int = 3
+    # Stage 2.
+    semantic_weight: float = 0.1
+    semantic_levels: tuple[int, ...] = (1, 2, 3, 4)   # encoder levels (strides 4..32)
+    teacher: str | None = None          # teacher checkpoint (stage 2); see distill.py
+    init_from: str | None = None        # stage-1 checkpoint to start stage 2 from
+    amp: bool = False                   # mixed precision (CUDA only)
+    val_images: int = 16
+    max_depth: float = 10.0             # evaluation cap on the synthetic test split
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["semantic_levels"] = list(self.semantic_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        if "semantic_levels" in d:
+            d["semantic_levels"] = tuple(d["semantic_levels"])
+        return cls(**d)
+
+    def check(self) -> None:
+        if self.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        if self.batch_size < 1 or self.grad_chunks < 1 or self.batch_size % self.grad_chunks:
+            raise ValueError(f"batch_size {self.batch_size} must be a positive multiple of grad_chunks {self.grad_chunks}")
+        if self.height % 32 or self.width % 32:
+            raise ValueError(f"training resolution must be a multiple of 32, got {self.height}x{self.width}")
+        if self.stage == 2 and not self.teacher:
+            raise ValueError("stage 2 needs a teacher checkpoint (--teacher); build one with `make teacher`")
+
+
+#: Named starting points; the paper preset is one parameter away from the CPU default.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "paper-nyu": dict(model="paper", height=256, width=320, batch_size=8, lr=1e-4, steps=100_000,
+                      steps_per_epoch=1000, ssim_window=7, synthetic_preset="indoor", max_depth=10.0),
+    "paper-kitti": dict(model="paper", height=256, width=832, batch_size=4, lr=1e-4, steps=100_000,
+                        steps_per_epoch=1000, ssim_window=7, synthetic_preset="driving", max_depth=80.0),
+}
+
+
+def build_networks(config: TrainConfig) -> tuple[DepthNet, PoseNet]:
+    return DepthNet(config.model), PoseNet()
+
+
+class DepthAndFeatures(nn.Module):
+    """DepthNet as one module returning (depth, encoder features): the semantic loss needs the
+    features of the very forward pass that produced the depth, and DDP needs one call."""
+
+    def __init__(self, depth_net: DepthNet):
+        super().__init__()
+        self.net = depth_net
+
+    def forward(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
+        if image.shape[-2] % 32 or image.shape[-1] % 32:
+            raise ValueError(f"training images must have sides that are multiples of 32, got {tuple(image.shape[-2:])}")
+        features = self.net.encode(image)
+        disparity = DISP_SCALE * torch.sigmoid(self.net.decoder(features)) + MIN_DISP
+        return 1.0 / disparity, features
+
+
+def training_step(depth_model: nn.Module, pose_net: nn.Module, batch: dict[str, Tensor], config: TrainConfig,
+                  semantic: "SemanticGuide | None" = None) -> dict[str, Tensor]:
+    """The losses of one batch, top to bottom (call ``losses["loss"].backward()`` after).
+
+    ``depth_model`` is a :class:`DepthAndFeatures`. DepthNet runs on the target and every
+    source in one batched call (the geometry term needs the sources' depths). PoseNet runs
+    on (target, source) and (source, target) for every source, in one batched call too, so
+    each pair is warped both ways.
+    """
+    tgt, K = batch["tgt"], batch["K"]
+    srcs = list(batch["srcs"].unbind(1))                               # S × (B, 3, H, W) in [0, 1]
+    S = len(srcs)
+    normalised = normalize_imagenet(torch.cat([tgt, *srcs]))
+    depths, features = depth_model(normalised)
+    tgt_depth, *src_depths = depths.chunk(1 + S)
+
+    tgt_n, *src_n = normalised.chunk(1 + S)
+    pose_vectors = pose_net(torch.cat([tgt_n] * S + src_n), torch.cat(src_n + [tgt_n] * S)).chunk(2 * S)
+    poses, poses_inv = pose_vectors[:S], pose_vectors[S:]              # target→source, source→target
+
+    losses = stage1_loss(tgt, srcs, tgt_depth, src_depths, poses, poses_inv, K,
+                         photo_weight=config.photo_weight, geometry_weight=config.geometry_weight,
+                         smooth_weight=config.smooth_weight, ssim_window=config.ssim_window)
+    if semantic is not None:
+        tgt_features = [f[: tgt.shape[0]] for f in features]
+        losses["semantic"] = semantic(tgt_features, tgt_n)
+        losses["loss"] = losses["loss"] + config.semantic_weight * losses["semantic"]
+    return losses
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches as a pure function of (seed, step): ``[(sample index, augmentation seed), ...]``.
+
+    Sampling is with replacement, as SC-Depth's fixed-length epochs do. Under DDP each
+    process takes its own contiguous slice of the global batch.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, start_step: int, steps: int,
+                 rank: int = 0, world_size: int = 1):
+        if num_samples < 1:
+            raise ValueError("the training set is empty")
+        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
+        self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size
+
+    def global_batch(self, step: int) -> list[tuple[int, int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        index = torch.randint(self.num_samples, (self.batch_size,), generator=g)
+        aug = torch.randint(2**31 - 1, (self.batch_size,), generator=g)
+        return list(zip(index.tolist(), aug.tolist()))
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per_rank = self.batch_size // self.world_size
+        for step in range(self.start_step, self.steps):
+            yield self.global_batch(step)[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start_step)
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so that item ``(index, seed)`` draws its augmentation from ``seed``."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Tensor]:
+        index, seed = item
+        import random
+
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        return self.dataset[index]
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+class Trainer:
+    """Runs (or resumes) a training run described by a :class:`TrainConfig`.
+
+    Writes into ``out_dir``: ``config.json``, ``checkpoint.pt`` (latest, atomic),
+    ``metrics.csv`` (one row per epoch), ``samples/epoch_XXX.png`` and, when TensorBoard is
+    installed, event files.
+    """
+
+    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset | None = None,
+                 progress: bool = True):
+        config.check()
+        self.config = config
+        self.device = setup(config.seed, config.device)
+        self.dist: DistributedContext = init_distributed(self.device)
+        if self.dist.enabled and (config.batch_size % self.dist.world_size or config.grad_chunks != 1):
+            raise ValueError(f"under torchrun the global batch_size ({config.batch_size}) must split evenly over "
+                             f"{self.dist.world_size} processes, and grad_chunks must be 1 (got {config.grad_chunks})")
+        self.out = Path(config.out_dir)
+        self.train_set, self.val_set, self.progress = train_set, val_set, progress
+        self.depth_net, self.pose_net = (n.to(self.device) for n in build_networks(config))
+        self.depth_model = DepthAndFeatures(self.depth_net)
+        self.semantic = None
+        if config.stage == 2:
+            from .distill import SemanticGuide
+
+            self.semantic = SemanticGuide.from_teacher_checkpoint(
+                config.teacher, self.depth_net.feature_channels, config.semantic_levels).to(self.device)
+        params = [*self.depth_net.parameters(), *self.pose_net.parameters()]
+        if self.semantic is not None:
+            params += list(self.semantic.adapters.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=config.lr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp and self.device.type == "cuda")
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # -- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Our checkpoint format (so ``load_any_depthnet`` reads it) plus the training state."""
+        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
+        state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                 "depth_net": {"config": self.depth_net.config.to_dict(), "state_dict": cpu(self.depth_net.state_dict())},
+                 "pose_net": {"config": {}, "state_dict": cpu(self.pose_net.state_dict())},
+                 "extra": {"step": self.step, "train_config": self.config.to_dict(), "history": self.history},
+                 "training": {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                              "rng": rng_state()}}
+        if self.semantic is not None:
+            state["training"]["adapters"] = cpu(self.semantic.adapters.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.depth_net.load_state_dict(state["depth_net"]["state_dict"])
+        self.pose_net.load_state_dict(state["pose_net"]["state_dict"])
+        training = state["training"]
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.scaler.load_state_dict(training["scaler"])
+        if self.semantic is not None and "adapters" in training:
+            self.semantic.adapters.load_state_dict(training["adapters"])
+        set_rng_state(training["rng"])
+        self.step, self.history = int(state["extra"]["step"]), list(state["extra"]["history"])
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            atomic_save(self.state_dict(), self.checkpoint_path)
+
+    def resume(self) -> bool:
+        """Continue from ``out_dir/checkpoint.pt`` if it exists (and matches this config)."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = safe_load(self.checkpoint_path)
+        if "training" not in state:
+            raise ValueError(f"{self.checkpoint_path}: holds no training state (optimiser, RNG): cannot resume from it")
+        saved = TrainConfig.from_dict(state["extra"]["train_config"])
+        for key in ("model", "batch_size", "seed", "stage", "height", "width"):
+            if getattr(saved, key) != getattr(self.config, key):
+                raise ValueError(f"{self.checkpoint_path}: was written with {key}={getattr(saved, key)!r}, "
+                                 f"this run has {key}={getattr(self.config, key)!r}; use another out_dir")
+        self.load_state_dict(state)
+        return True
+
+    def init_from(self, path: str) -> None:
+        """Start from another run's weights (stage 2 from stage 1): networks only, new optimiser."""
+        state = safe_load(path)
+        if state.get("format") != CHECKPOINT_FORMAT or "pose_net" not in state:
+            raise ValueError(f"{path}: not a checkpoint of this package with both networks (format "
+                             f"{state.get('format')!r}); stage 2 starts from a stage-1 run's checkpoint.pt")
+        self.depth_net.load_state_dict(state["depth_net"]["state_dict"])
+        self.pose_net.load_state_dict(state["pose_net"]["state_dict"])
+
+    # -- loop --------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        c = self.config
+        sampler = StepBatchSampler(len(self.train_set), c.batch_size, c.seed, self.step, c.steps,
+                                   self.dist.rank, self.dist.world_size)
+        return DataLoader(SeededSamples(self.train_set), batch_sampler=sampler, num_workers=c.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def _models(self) -> tuple[nn.Module, nn.Module]:
+        if not self.dist.enabled:
+            return self.depth_model, self.pose_net
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+        if not hasattr(self, "_ddp"):
+            # The paper config builds one block it never uses, and PoseNet keeps ResNet's unused
+            # classifier (so released checkpoints load strictly): DDP must be told.
+            unused = self.depth_net.num_parameters(used_in_forward=True) != self.depth_net.num_parameters()
+            self._ddp = (DDP(self.depth_model, device_ids=ids, find_unused_parameters=unused),
+                         DDP(self.pose_net, device_ids=ids, find_unused_parameters=True))
+        return self._ddp
+
+    def _optimise(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        c = self.config
+        depth_net, pose_net = self._models()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        chunks = c.grad_chunks
+        for part in range(chunks):
+            sub = {k: v.chunk(chunks)[part] if isinstance(v, Tensor) else v for k, v in batch.items()}
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
+                losses = training_step(depth_net, pose_net, sub, c, self.semantic)
+            self.scaler.scale(losses["loss"] / chunks).backward()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) / chunks
+        if self.dist.enabled and self.semantic is not None:  # adapters live outside the DDP modules
+            import torch.distributed as dist
+
+            for p in self.semantic.adapters.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.dist.world_size
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return totals
+
+    def fit(self, on_epoch=None) -> list[dict[str, float]]:
+        """Train until ``config.steps``; returns the per-epoch history.
+
+        ``on_epoch(trainer, row)`` is called after each epoch's validation (the chapters use
+        it to redraw their figures).
+        """
+        from tqdm import tqdm
+
+        c = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            (self.out / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
+        self.depth_net.train(), self.pose_net.train()
+        bar = tqdm(total=c.steps, initial=self.step, desc=f"stage {c.stage}", disable=not (self.progress and self.dist.is_main),
+                   leave=True, mininterval=1.0)
+        running: dict[str, float] = {}
+        data_wait, t_last = 0.0, time.perf_counter()
+        for batch in self._loader():
+            data_wait += time.perf_counter() - t_last
+            step_losses = self._optimise(_to_device(batch, self.device))
+            for k, v in step_losses.items():
+                running[k] = running.get(k, 0.0) + v
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_losses['loss']:.4f}", refresh=False)
+            if self.step % c.steps_per_epoch == 0 or self.step == c.steps:
+                n = c.steps_per_epoch if self.step % c.steps_per_epoch == 0 else self.step % c.steps_per_epoch
+                row = {"step": self.step, **{f"train_{k}": v / n for k, v in running.items()},
+                       **self.validate()}
+                self.history.append(row)
+                running = {}
+                self._log(row)
+                self.save()
+                if on_epoch is not None and self.dist.is_main:
+                    on_epoch(self, row)
+                self.depth_net.train(), self.pose_net.train()
+            t_last = time.perf_counter()
+        bar.close()
+        self.data_wait_seconds = data_wait
+        return self.history
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """AbsRel and δ1 (median scaling) on up to ``val_images`` test images."""
+        if self.val_set is None:
+            return {}
+        from .evaluate import evaluate_depth_net
+
+        results = evaluate_depth_net(self.depth_net, self.val_set, protocol=f"synthetic_{self.config.synthetic_preset}",
+                                     device=self.device, limit=self.config.val_images, progress=False)
+        return {f"val_{k}": v for k, v in results.items() if isinstance(v, float)}
+
+    def _log(self, row: dict[str, float]) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.out / "metrics.csv"
+        new = not path.exists() or path.stat().st_size == 0
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
