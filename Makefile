@@ -8,7 +8,7 @@ EXTRAS ?= book,deploy,dev
 # Print how long each stage took: $(call stage,NAME,COMMAND)
 stage = @s=$$(date +%s); echo "==> $(1)"; $(2); echo "==> $(1) took $$(( $$(date +%s) - s )) s"
 
-.PHONY: help env book notebooks site test test-package test-notebooks test-site chromium data bench clean
+.PHONY: help env book notebooks site test test-package test-notebooks test-site chromium data bench pretrained teacher ablation clean
 
 help:
 	@echo "make book       set up .venv, execute notebooks that lack outputs, build the site into _build/html"
@@ -16,6 +16,9 @@ help:
 	@echo "make notebooks  re-execute every chapter and store its outputs in place"
 	@echo "make data       write the default synthetic data set to data/synthetic"
 	@echo "make bench      run the benchmarks (JSON on stdout)"
+	@echo "make pretrained train the shipped small DepthNet (bore_depth_lite/assets), with its metrics"
+	@echo "make teacher    train the embedded semantic teacher on the synthetic labels (runs/teacher)"
+	@echo "make ablation   the paper's ablations on the synthetic world (bench/ablation.yaml)"
 
 env: $(VENV)/.installed
 
@@ -60,6 +63,15 @@ test: env
 
 data: env
 	$(call stage,synthetic data set,$(BIN)/python data_scripts/make_synthetic.py --out data/synthetic)
+
+pretrained: env
+	$(call stage,train the shipped DepthNet,$(BIN)/python data_scripts/make_pretrained.py)
+
+teacher: env
+	$(call stage,train the semantic teacher,$(BIN)/python -m bore_depth_lite.train --teacher-only --out runs/teacher)
+
+ablation: env
+	$(call stage,ablation sweep,$(BIN)/python bench/ablation.py --config bench/ablation.yaml)
 
 bench: env
 	@for b in bench/bench_*.py; do $(BIN)/python $$b; done

@@ -251,7 +251,7 @@ def train_teacher(dataset, out_path: str | Path, num_classes: int, class_names: 
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step >= steps - 10:
             scores.append(segmentation_scores(logits.detach(), labels, num_classes))
     teacher.eval()

@@ -28,7 +28,7 @@ from .metrics import aggregate_results, format_results_table
 from .preprocess import normalize_imagenet
 from .protocols import PROTOCOLS, evaluate_image
 
-__all__ = ["predict_depth", "evaluate_depth_net", "DATASETS", "main"]
+__all__ = ["predict_depth", "evaluate_depth_net", "ConstantDepth", "DATASETS", "main"]
 
 #: dataset name -> (default protocol, network input size (H, W), 16-bit PNG depth scale)
 DATASETS: dict[str, tuple[str, tuple[int, int] | None, float]] = {
@@ -38,6 +38,14 @@ DATASETS: dict[str, tuple[str, tuple[int, int] | None, float]] = {
     "nyu": ("bore_nyu", (256, 320), 1000.0),
     "ibims": ("ibims", (256, 320), 1000.0),
 }
+
+
+class ConstantDepth(nn.Module):
+    """The trivial baseline: the same depth everywhere. After per-image median scaling it
+    predicts the median of each image's ground truth, the best a constant can do there."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(image[:, :1])
 
 
 @torch.no_grad()

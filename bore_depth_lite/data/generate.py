@@ -1,0 +1,112 @@
+"""Write a synthetic data set in the shared on-disk layout (used by ``make_synthetic.py``)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .layout import atomic_write_bytes, folder_size, write_split, write_test_frames, write_training_scene
+from .synthetic import CLASS_NAMES, render_sequence
+
+
+@dataclass
+class SyntheticConfig:
+    """What to write. Defaults: 8×100 train + 2×50 val + 10×10 test = 1,000 frames."""
+
+    preset: str = "indoor"
+    height: int = 256
+    width: int = 320
+    seed: int = 0
+    train_scenes: int = 8
+    val_scenes: int = 2
+    frames_per_scene: int = 100
+    val_frames_per_scene: int = 50
+    test_scenes: int = 10
+    test_frames_per_scene: int = 10
+    test_speed: float = 4.0          # test frames further apart: more varied views
+    train_depth: bool = False        # depth for training scenes (val scenes always have it)
+    semantic: bool = True
+    pseudo_depth: bool = False
+    image_ext: str = ".png"
+
+    @property
+    def num_frames(self) -> int:
+        return (self.train_scenes * self.frames_per_scene + self.val_scenes * self.val_frames_per_scene
+                + self.test_scenes * self.test_frames_per_scene)
+
+
+def _scene_seed(seed: int, group: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, group, index]).generate_state(1)[0])
+
+
+def _job(args) -> int:
+    cfg, out, kind, index = args
+    cfg = SyntheticConfig(**cfg)
+    out = Path(out)
+    if kind == "test":
+        seq = render_sequence(cfg.preset, cfg.test_frames_per_scene, cfg.height, cfg.width,
+                              seed=_scene_seed(cfg.seed, 2, index), speed=cfg.test_speed)
+        write_test_frames(out / "testing", index * cfg.test_frames_per_scene, seq.rgb, seq.depth,
+                          semantic=seq.semantic if cfg.semantic else None, boundary=seq.boundary,
+                          image_ext=cfg.image_ext)
+        return len(seq)
+    is_val = kind == "val"
+    n = cfg.val_frames_per_scene if is_val else cfg.frames_per_scene
+    seq = render_sequence(cfg.preset, n, cfg.height, cfg.width, seed=_scene_seed(cfg.seed, int(is_val), index),
+                          pseudo_depth=cfg.pseudo_depth)
+    write_training_scene(out / "training" / scene_name(cfg.preset, kind, index), seq.rgb, seq.K, poses=seq.poses,
+                         depth=seq.depth if (is_val or cfg.train_depth) else None,
+                         semantic=seq.semantic if cfg.semantic else None,
+                         pseudo_depth=seq.pseudo_depth, image_ext=cfg.image_ext)
+    return len(seq)
+
+
+def scene_name(preset: str, kind: str, index: int) -> str:
+    return f"{preset}_{kind}_{index:03d}"
+
+
+def write_synthetic_dataset(out: str | os.PathLike, config: SyntheticConfig | None = None, workers: int = 2,
+                            progress=None) -> dict:
+    """Render and write a data set; returns a summary (frames, seconds, bytes per folder).
+
+    ``workers`` processes render scenes in parallel (one scene per job). The output is the
+    same for any number of workers: every scene has its own seed derived from ``config.seed``.
+    """
+    cfg = config or SyntheticConfig()
+    out = Path(out)
+    (out / "training").mkdir(parents=True, exist_ok=True)
+    if cfg.num_frames == 0:
+        raise ValueError("SyntheticConfig asks for no frames at all")
+    jobs = ([(asdict(cfg), str(out), "train", i) for i in range(cfg.train_scenes)]
+            + [(asdict(cfg), str(out), "val", i) for i in range(cfg.val_scenes)]
+            + [(asdict(cfg), str(out), "test", i) for i in range(cfg.test_scenes)])
+    start = time.perf_counter()
+    frames = 0
+    if workers <= 1:
+        results = map(_job, jobs)
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        results = pool.map(_job, jobs)
+    try:
+        for n in (progress(results, total=len(jobs)) if progress else results):
+            frames += n
+    finally:
+        if workers > 1:
+            pool.shutdown()
+    if cfg.train_scenes:
+        write_split(out / "training" / "train.txt", [scene_name(cfg.preset, "train", i) for i in range(cfg.train_scenes)])
+    if cfg.val_scenes:
+        write_split(out / "training" / "val.txt", [scene_name(cfg.preset, "val", i) for i in range(cfg.val_scenes)])
+    atomic_write_bytes(out / "classes.txt", "".join(f"{c}\n" for c in CLASS_NAMES).encode())
+    seconds = time.perf_counter() - start
+    summary = {"frames": frames, "seconds": round(seconds, 2), "frames_per_s": round(frames / seconds, 2),
+               "bytes": {"training": folder_size(out / "training"),
+                         "testing": folder_size(out / "testing") if (out / "testing").is_dir() else 0},
+               "config": asdict(cfg), "workers": workers}
+    atomic_write_bytes(out / "info.json", json.dumps(summary, indent=2).encode())
+    return summary

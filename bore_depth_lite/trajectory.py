@@ -1,0 +1,66 @@
+"""Camera trajectories from PoseNet: chain relative poses, align the unknown scale, score.
+
+PoseNet(target, source) predicts ``T_src_tgt``, which maps target-camera points into the
+source camera. Chaining frame pairs (t, t+1) gives the camera path up to one unknown scale
+(monocular video cannot tell a small room from a large one), so the path is compared with
+the truth after the least-squares scale, as in SfMLearner's and SC-Depth's odometry tables.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .geometry import pose_vec_to_mat
+from .preprocess import normalize_imagenet
+
+__all__ = ["chain_relative_poses", "predict_trajectory", "align_scale", "ate_rmse"]
+
+
+def chain_relative_poses(T_next_from_current: np.ndarray) -> np.ndarray:
+    """Camera-to-world poses (N+1, 4, 4) of a path from N relative poses ``T_{t+1←t}`` (N, 4, 4).
+
+    The first camera defines the world frame: ``pose_{t+1} = pose_t @ inv(T_{t+1←t})``.
+    """
+    poses = [np.eye(4)]
+    for T in np.asarray(T_next_from_current, dtype=np.float64):
+        poses.append(poses[-1] @ np.linalg.inv(T))
+    return np.stack(poses)
+
+
+@torch.no_grad()
+def predict_trajectory(pose_net: nn.Module, frames: torch.Tensor, convention: str = "sc_depth") -> np.ndarray:
+    """Camera-to-world poses (N, 4, 4) of frames (N, 3, H, W) in [0, 1], first camera = world."""
+    if frames.ndim != 4 or frames.shape[0] < 2:
+        raise ValueError(f"frames must be (N>=2, 3, H, W), got {tuple(frames.shape)}")
+    was_training = pose_net.training
+    pose_net.eval()
+    x = normalize_imagenet(frames)
+    vectors = pose_net(x[:-1], x[1:])                     # target t, source t+1: T_{t+1←t}
+    pose_net.train(was_training)
+    return chain_relative_poses(pose_vec_to_mat(vectors.double().cpu(), convention).numpy())
+
+
+def align_scale(pred_positions: np.ndarray, true_positions: np.ndarray) -> float:
+    """The scale s minimising ‖s·pred − true‖² over (N, 3) positions (both start at the origin)."""
+    p, t = np.asarray(pred_positions, np.float64), np.asarray(true_positions, np.float64)
+    if p.shape != t.shape:
+        raise ValueError(f"positions differ in shape: {p.shape} vs {t.shape}")
+    denom = float((p * p).sum())
+    if denom == 0.0:
+        raise ValueError("the predicted path does not move: its scale is undefined")
+    return float((p * t).sum() / denom)
+
+
+def ate_rmse(pred_poses: np.ndarray, true_poses: np.ndarray) -> tuple[float, float]:
+    """Absolute trajectory error (RMSE of positions, metres) after scale alignment, and the scale.
+
+    Both paths are first expressed relative to their first camera.
+    """
+    def relative(poses):
+        poses = np.asarray(poses, np.float64)
+        return np.linalg.inv(poses[0]) @ poses
+
+    p, t = relative(pred_poses)[:, :3, 3], relative(true_poses)[:, :3, 3]
+    s = align_scale(p, t)
+    return float(np.sqrt(((s * p - t) ** 2).sum(1).mean())), s

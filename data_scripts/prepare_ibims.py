@@ -1,0 +1,29 @@
+"""Prepare iBims-1 (100 test images, annotated depth edges) in the shared layout.
+
+    python data_scripts/prepare_ibims.py --mat-dir ibims1_core_mat --imagelist imagelist.txt --out data/ibims
+
+Writes testing/{color, depth (.npy, invalid/transparent = 0), boundary (the edges), cam/}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm import tqdm
+
+from bore_depth_lite.data.ibims import prepare_ibims
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mat-dir", required=True, help="unzipped ibims1_core_mat/")
+    p.add_argument("--imagelist", required=True)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    print(json.dumps(prepare_ibims(a.mat_dir, a.imagelist, a.out, progress=tqdm)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
