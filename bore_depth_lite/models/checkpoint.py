@@ -1,0 +1,111 @@
+"""Our checkpoint format, and loading any DepthNet checkpoint (ours or released).
+
+Format (a plain dict saved with ``torch.save``, loadable with ``weights_only=True``)::
+
+    {
+      "format": "bore_depth_lite.checkpoint",
+      "version": 1,
+      "depth_net": {"config": DepthNetConfig.to_dict(), "state_dict": {...}},   # optional
+      "pose_net":  {"config": {}, "state_dict": {...}},                         # optional
+      "extra": {...},   # plain Python values only: epoch, step, metrics, notes...
+    }
+
+Files are written atomically (temporary file in the same folder, then ``os.replace``), so an
+interrupted training run never leaves a half-written checkpoint under the final name.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .depth_net import DepthNet, DepthNetConfig
+from .official import OfficialCheckpointError, load_official_depthnet, load_official_posenet, safe_torch_load
+from .pose_net import PoseNet
+
+__all__ = ["FORMAT", "save_checkpoint", "save_depthnet", "load_depthnet", "load_posenet", "load_any_depthnet",
+           "atomic_torch_save"]
+
+FORMAT = "bore_depth_lite.checkpoint"
+VERSION = 1
+
+
+def atomic_torch_save(obj, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | Path, depth_net: DepthNet | None = None, pose_net: PoseNet | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write networks (either or both) and plain ``extra`` values in our format, atomically."""
+    if depth_net is None and pose_net is None:
+        raise ValueError("save_checkpoint needs depth_net, pose_net or both")
+    ckpt: dict = {"format": FORMAT, "version": VERSION, "extra": dict(extra or {})}
+    if depth_net is not None:
+        ckpt["depth_net"] = {"config": depth_net.config.to_dict(),
+                             "state_dict": {k: v.detach().cpu() for k, v in depth_net.state_dict().items()}}
+    if pose_net is not None:
+        ckpt["pose_net"] = {"config": {}, "state_dict": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}}
+    return atomic_torch_save(ckpt, path)
+
+
+def save_depthnet(path: str | Path, net: DepthNet, **extra) -> Path:
+    """Shorthand for ``save_checkpoint(path, depth_net=net, extra=extra)``."""
+    return save_checkpoint(path, depth_net=net, extra=extra)
+
+
+def _read_ours(path: str | Path, network: str, map_location) -> dict:
+    ckpt = safe_torch_load(path, map_location)
+    if not (isinstance(ckpt, dict) and ckpt.get("format") == FORMAT):
+        raise OfficialCheckpointError(f"{path}: not a bore_depth_lite checkpoint (no 'format': {FORMAT!r})")
+    if ckpt.get("version", 0) > VERSION:
+        raise OfficialCheckpointError(f"{path}: checkpoint version {ckpt['version']} is newer than this package ({VERSION})")
+    if network not in ckpt:
+        raise OfficialCheckpointError(f"{path}: holds no {network} (it has: {sorted(k for k in ckpt if k.endswith('_net'))})")
+    return ckpt[network]
+
+
+def load_depthnet(path: str | Path, map_location: str | torch.device = "cpu") -> DepthNet:
+    """A DepthNet from our checkpoint format (strict), in eval mode."""
+    entry = _read_ours(path, "depth_net", map_location)
+    net = DepthNet(DepthNetConfig.from_dict(entry["config"]))
+    try:
+        net.load_state_dict(entry["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise OfficialCheckpointError(f"{path}: state_dict does not match its own config: {err}") from None
+    return net.eval()
+
+
+def load_posenet(path: str | Path, map_location: str | torch.device = "cpu") -> PoseNet:
+    """A PoseNet from our checkpoint format or a released ``.ckpt`` (strict), in eval mode."""
+    ckpt = safe_torch_load(path, map_location)
+    if isinstance(ckpt, dict) and ckpt.get("format") != FORMAT:
+        return load_official_posenet(path, map_location)
+    entry = _read_ours(path, "pose_net", map_location)
+    net = PoseNet(pretrained=False)
+    net.load_state_dict(entry["state_dict"], strict=True)
+    return net.eval()
+
+
+def load_any_depthnet(path: str | Path, map_location: str | torch.device = "cpu") -> DepthNet:
+    """Our format or a released Lightning ``.ckpt`` (recognised by its ``depth_net.*`` keys)."""
+    ckpt = safe_torch_load(path, map_location)
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
+        return load_depthnet(path, map_location)
+    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if isinstance(sd, dict) and any(str(k).startswith("depth_net.") for k in sd):
+        return load_official_depthnet(path, map_location)
+    raise OfficialCheckpointError(f"{path}: neither a bore_depth_lite checkpoint nor a released BoRe-Depth "
+                                  "checkpoint (no 'format' key and no 'depth_net.*' tensors)")

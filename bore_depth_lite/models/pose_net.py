@@ -1,0 +1,87 @@
+"""PoseNet: ResNet-18 on two stacked frames → 6-DoF relative pose (SC-Depth's PoseNet)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import resnet18
+
+__all__ = ["PoseNet", "PoseDecoder", "stack_conv1_weights"]
+
+POSE_SCALE = 0.01
+
+
+def stack_conv1_weights(weight: Tensor, num_frames: int = 2) -> Tensor:
+    """ImageNet conv1 weights (64, 3, k, k) → (64, 3·num_frames, k, k), repeated per frame and
+    divided by ``num_frames`` so that identical frames give the pretrained response."""
+    if weight.ndim != 4 or weight.shape[1] != 3:
+        raise ValueError(f"expected a (C_out, 3, k, k) conv1 weight, got {tuple(weight.shape)}")
+    return torch.cat([weight] * num_frames, dim=1) / num_frames
+
+
+class PoseDecoder(nn.Module):
+    """1×1 squeeze to 256 + ReLU, two 3×3 convs 256 + ReLU, 1×1 to 6, spatial mean, ×0.01."""
+
+    def __init__(self, in_channels: int = 512):
+        super().__init__()
+        self.squeeze = nn.Conv2d(in_channels, 256, 1)
+        self.conv1 = nn.Conv2d(256, 256, 3, 1, 1)
+        self.conv2 = nn.Conv2d(256, 256, 3, 1, 1)
+        self.to_pose = nn.Conv2d(256, 6, 1)
+
+    def forward(self, feature: Tensor) -> Tensor:
+        x = F.relu(self.squeeze(feature))
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        return POSE_SCALE * self.to_pose(x).mean(dim=(2, 3))
+
+
+class PoseNet(nn.Module):
+    """Relative pose between a target and a source frame.
+
+    ``forward(target, source)`` takes two ImageNet-normalised images (B, 3, H, W) and returns
+    (B, 6): translation (tx, ty, tz) then Euler angles (rx, ry, rz) in radians, the SC-Depth
+    convention (see ``bore_depth_lite.geometry.pose_vec_to_mat(..., convention="sc_depth")``),
+    describing the target → source transform. 13,011,950 parameters (the ResNet's ``fc``,
+    unused, is kept so released checkpoints load strictly).
+
+    Args:
+        pretrained: start from torchvision's ImageNet ResNet-18 (DOWNLOADS the weights on first
+            use, ~45 MB, into torch's cache), with conv1 repeated over the two frames and halved
+            (:func:`stack_conv1_weights`). The default ``False`` never touches the network.
+    """
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__()
+        self.encoder = resnet18(weights=None)
+        self.encoder.conv1 = nn.Conv2d(6, 64, 7, 2, 3, bias=False)
+        if pretrained:
+            from torchvision.models import ResNet18_Weights
+
+            state = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1).state_dict()
+            state["conv1.weight"] = stack_conv1_weights(state["conv1.weight"], 2)
+            self.encoder.load_state_dict(state)
+        self.decoder = PoseDecoder(512)
+
+    def features(self, x: Tensor) -> Tensor:
+        e = self.encoder
+        x = e.maxpool(e.relu(e.bn1(e.conv1(x))))
+        return e.layer4(e.layer3(e.layer2(e.layer1(x))))
+
+    def forward(self, target: Tensor, source: Tensor) -> Tensor:
+        if target.shape != source.shape or target.ndim != 4 or target.shape[1] != 3:
+            raise ValueError(f"PoseNet expects two (B, 3, H, W) images of equal shape, got "
+                             f"{tuple(target.shape)} and {tuple(source.shape)}")
+        return self.decoder(self.features(torch.cat([target, source], dim=1)))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_official_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "PoseNet":
+        """Load the ``pose_net.*`` tensors of a released Lightning ``.ckpt`` strictly (eval mode)."""
+        from .official import load_official_posenet
+
+        return load_official_posenet(path, map_location=map_location)
