@@ -252,7 +252,9 @@ class WarpResult(NamedTuple):
     warped: torch.Tensor
     """(B,C,H,W) source image sampled at the projection of each target pixel (zeros outside)."""
     valid: torch.Tensor
-    """(B,1,H,W) bool: the point is in front of the source camera and projects inside it."""
+    """(B,1,H,W) bool: the point is in front of the source camera (z > min_depth) and projects
+    inside the span of its pixel centres, [0, W-1] × [0, H-1], where bilinear sampling uses
+    only real pixels (a 1e-3-pixel tolerance absorbs rounding)."""
     computed_depth: torch.Tensor
     """(B,1,H,W) depth of each target pixel's 3-D point seen from the source camera."""
     projected_depth: torch.Tensor | None
@@ -286,6 +288,21 @@ def inverse_warp(src_img: torch.Tensor, tgt_depth: torch.Tensor, T_src_tgt: torc
     """
     _check_bchw("inverse_warp: src_img", src_img)
     _check_bchw("inverse_warp: tgt_depth", tgt_depth, 1)
+    # Pixel coordinates need fp32: fp16 resolves only 0.5 px at u = 512. Under autocast (mixed-
+    # precision training) the matmuls would silently run in half precision, so switch it off.
+    with torch.autocast(device_type=src_img.device.type, enabled=False):
+        return _inverse_warp_fp32(*(_upcast(x) for x in (src_img, tgt_depth, T_src_tgt, K, src_depth, K_inv)),
+                                  pose_convention=pose_convention, min_depth=min_depth)
+
+
+def _upcast(x: torch.Tensor | None) -> torch.Tensor | None:
+    """Half / bfloat16 tensors → float32 (differentiably); others unchanged."""
+    if x is not None and x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x
+
+
+def _inverse_warp_fp32(src_img, tgt_depth, T_src_tgt, K, src_depth, K_inv, pose_convention, min_depth):
     b, _, h, w = src_img.shape
     if tgt_depth.shape[0] != b or tgt_depth.shape[-2:] != (h, w):
         raise ValueError(f"inverse_warp: tgt_depth {tuple(tgt_depth.shape)} does not match src_img {tuple(src_img.shape)}")
@@ -300,10 +317,13 @@ def inverse_warp(src_img: torch.Tensor, tgt_depth: torch.Tensor, T_src_tgt: torc
     points_src = transform_points(backproject(tgt_depth, K_inv), T)
     pixels, computed_depth = project(points_src, K)
     grid = pixels_to_grid(pixels)
-    warped = F.grid_sample(src_img, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    warped = F.grid_sample(src_img, grid.to(src_img.dtype), mode="bilinear", padding_mode="zeros",
+                           align_corners=True)
     projected_depth = None
     if src_depth is not None:
-        projected_depth = F.grid_sample(src_depth, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        projected_depth = F.grid_sample(src_depth, grid.to(src_depth.dtype), mode="bilinear", padding_mode="zeros",
+                                        align_corners=True)
     u, v = pixels[:, 0:1], pixels[:, 1:2]
-    valid = (computed_depth > min_depth) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    tol = 1e-3  # pixels: absorbs rounding at the border (a sample that far out is still 99.9 % image)
+    valid = (computed_depth > min_depth) & (u >= -tol) & (u <= w - 1 + tol) & (v >= -tol) & (v <= h - 1 + tol)
     return WarpResult(warped, valid, computed_depth, projected_depth, pixels)

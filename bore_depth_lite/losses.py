@@ -194,9 +194,12 @@ def stage1_loss(tgt_img: torch.Tensor, src_imgs: Sequence[torch.Tensor], tgt_dep
         use_ssim, use_auto_mask, use_dynamic_mask, use_min: ablation switches (False =
             "no SSIM", "no auto-mask", "no self-discovered mask", "average instead of min").
         use_geometric_mask: [ours] require points in front of and inside the other camera.
+            False reproduces SC-Depth exactly (it relies on "the warped pixel is not black").
         pose_convention: ``"sc_depth"`` or ``"axis_angle"`` for (B,6) pose vectors.
         min_valid_pixels: masked means over at most this many pixels are 0.
         return_maps: also return per-pixel maps (for figures), see below.
+
+    Runs in float32 even inside ``torch.autocast`` (half-precision inputs are upcast).
 
     Returns:
         dict of scalar tensors ``loss`` (weighted total, differentiable), ``photo``,
@@ -212,6 +215,29 @@ def stage1_loss(tgt_img: torch.Tensor, src_imgs: Sequence[torch.Tensor], tgt_dep
         raise ValueError(f"stage1_loss: poses_inv has {len(poses_inv)} entries, poses has {len(poses)}")
     if tgt_img.ndim != 4 or tgt_img.shape[1] != 3:
         raise ValueError(f"stage1_loss: tgt_img must be (B,3,H,W), got {tuple(tgt_img.shape)}")
+    # The whole objective runs in fp32 even inside an autocast region: SSIM's variances
+    # (E[x²] - E[x]²) and the projections lose everything in fp16.
+    with torch.autocast(device_type=tgt_img.device.type, enabled=False):
+        up = _upcast_all
+        return _stage1_loss_fp32(
+            up(tgt_img), up(src_imgs), up(tgt_depth), up(src_depths), up(poses), up(poses_inv), up(K), up(K_inv),
+            photo_weight=photo_weight, geometry_weight=geometry_weight, smooth_weight=smooth_weight,
+            ssim_window=ssim_window, use_ssim=use_ssim, use_auto_mask=use_auto_mask,
+            use_dynamic_mask=use_dynamic_mask, use_min=use_min, use_geometric_mask=use_geometric_mask,
+            pose_convention=pose_convention, min_valid_pixels=min_valid_pixels, return_maps=return_maps)
+
+
+def _upcast_all(x):
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    return [_upcast_all(t) for t in x]
+
+
+def _stage1_loss_fp32(tgt_img, src_imgs, tgt_depth, src_depths, poses, poses_inv, K, K_inv, *, photo_weight,
+                      geometry_weight, smooth_weight, ssim_window, use_ssim, use_auto_mask, use_dynamic_mask,
+                      use_min, use_geometric_mask, pose_convention, min_valid_pixels, return_maps):
     if K_inv is None:
         K_inv = torch.linalg.inv(K)
     opts = dict(use_ssim=use_ssim, use_auto_mask=use_auto_mask, use_dynamic_mask=use_dynamic_mask,

@@ -50,6 +50,7 @@ class TrainConfig:
     height: int = 128
     width: int = 160
     model: str = "small"                # DepthNet config: paper | small | tiny
+    pose_arch: str = "small"            # PoseNet encoder: resnet18 (the release) | small (CPU)
     steps: int = 400
     steps_per_epoch: int = 100          # validation, checkpoint and sample images every epoch
     batch_size: int = 4                 # global batch (split over processes under torchrun)
@@ -104,15 +105,15 @@ class TrainConfig:
 #: Named starting points; the paper preset is one parameter away from the CPU default.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
-    "paper-nyu": dict(model="paper", height=256, width=320, batch_size=8, lr=1e-4, steps=100_000,
+    "paper-nyu": dict(model="paper", pose_arch="resnet18", height=256, width=320, batch_size=8, lr=1e-4, steps=100_000,
                       steps_per_epoch=1000, ssim_window=7, synthetic_preset="indoor", max_depth=10.0),
-    "paper-kitti": dict(model="paper", height=256, width=832, batch_size=4, lr=1e-4, steps=100_000,
+    "paper-kitti": dict(model="paper", pose_arch="resnet18", height=256, width=832, batch_size=4, lr=1e-4, steps=100_000,
                         steps_per_epoch=1000, ssim_window=7, synthetic_preset="driving", max_depth=80.0),
 }
 
 
 def build_networks(config: TrainConfig) -> tuple[DepthNet, PoseNet]:
-    return DepthNet(config.model), PoseNet()
+    return DepthNet(config.model), PoseNet(arch=config.pose_arch)
 
 
 class DepthAndFeatures(nn.Module):
@@ -254,7 +255,7 @@ class Trainer:
         cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
         state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                  "depth_net": {"config": self.depth_net.config.to_dict(), "state_dict": cpu(self.depth_net.state_dict())},
-                 "pose_net": {"config": {}, "state_dict": cpu(self.pose_net.state_dict())},
+                 "pose_net": {"config": {"arch": self.pose_net.arch}, "state_dict": cpu(self.pose_net.state_dict())},
                  "extra": {"step": self.step, "train_config": self.config.to_dict(), "history": self.history},
                  "training": {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                               "rng": rng_state()}}
@@ -289,7 +290,7 @@ class Trainer:
         if "training" not in state:
             raise ValueError(f"{self.checkpoint_path}: holds no training state (optimiser, RNG): cannot resume from it")
         saved = TrainConfig.from_dict(state["extra"]["train_config"])
-        for key in ("model", "batch_size", "seed", "stage", "height", "width"):
+        for key in ("model", "pose_arch", "batch_size", "seed", "stage", "height", "width"):
             if getattr(saved, key) != getattr(self.config, key):
                 raise ValueError(f"{self.checkpoint_path}: was written with {key}={getattr(saved, key)!r}, "
                                  f"this run has {key}={getattr(self.config, key)!r}; use another out_dir")

@@ -57,7 +57,7 @@ def save_checkpoint(path: str | Path, depth_net: DepthNet | None = None, pose_ne
         ckpt["depth_net"] = {"config": depth_net.config.to_dict(),
                              "state_dict": {k: v.detach().cpu() for k, v in depth_net.state_dict().items()}}
     if pose_net is not None:
-        ckpt["pose_net"] = {"config": {}, "state_dict": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}}
+        ckpt["pose_net"] = {"config": {"arch": pose_net.arch}, "state_dict": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}}
     return atomic_torch_save(ckpt, path)
 
 
@@ -94,7 +94,7 @@ def load_posenet(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if isinstance(ckpt, dict) and ckpt.get("format") != FORMAT:
         return load_official_posenet(path, map_location)
     entry = _read_ours(path, "pose_net", map_location)
-    net = PoseNet(pretrained=False)
+    net = PoseNet(arch=entry.get("config", {}).get("arch", "resnet18"))
     net.load_state_dict(entry["state_dict"], strict=True)
     return net.eval()
 

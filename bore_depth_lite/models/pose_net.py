@@ -1,4 +1,10 @@
-"""PoseNet: ResNet-18 on two stacked frames → 6-DoF relative pose (SC-Depth's PoseNet)."""
+"""PoseNet: ResNet-18 on two stacked frames → 6-DoF relative pose (SC-Depth's PoseNet).
+
+``PoseNet()`` is the released architecture. ``PoseNet("small")`` swaps the ResNet-18 for a
+plain five-layer convolutional encoder (SfMLearner-style, 0.4 M parameters instead of 11 M):
+on a CPU the ResNet is most of a training step's cost at teaching resolutions, while a
+frame pair's relative motion needs far less capacity than the depth network.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet18
 
-__all__ = ["PoseNet", "PoseDecoder", "stack_conv1_weights"]
+__all__ = ["PoseNet", "PoseDecoder", "SmallPoseEncoder", "POSE_ARCHS", "stack_conv1_weights"]
+POSE_ARCHS = ("resnet18", "small")
 
 POSE_SCALE = 0.01
 
@@ -38,6 +45,22 @@ class PoseDecoder(nn.Module):
         return POSE_SCALE * self.to_pose(x).mean(dim=(2, 3))
 
 
+class SmallPoseEncoder(nn.Module):
+    """Five stride-2 3×3 conv-BN-ReLU layers, 6 → 16 → 32 → 64 → 128 → 256 channels (stride 32)."""
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128, 256)):
+        super().__init__()
+        layers, cin = [], 6
+        for cout in channels:
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = cin
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
 class PoseNet(nn.Module):
     """Relative pose between a target and a source frame.
 
@@ -48,13 +71,24 @@ class PoseNet(nn.Module):
     unused, is kept so released checkpoints load strictly).
 
     Args:
+        arch: ``"resnet18"`` (the release) or ``"small"`` (:class:`SmallPoseEncoder`, for CPU
+            teaching runs; same decoder and output convention).
         pretrained: start from torchvision's ImageNet ResNet-18 (DOWNLOADS the weights on first
             use, ~45 MB, into torch's cache), with conv1 repeated over the two frames and halved
             (:func:`stack_conv1_weights`). The default ``False`` never touches the network.
     """
 
-    def __init__(self, pretrained: bool = False):
+    def __init__(self, arch: str = "resnet18", pretrained: bool = False):
         super().__init__()
+        if arch not in POSE_ARCHS:
+            raise ValueError(f"unknown PoseNet arch {arch!r}; expected one of {POSE_ARCHS}")
+        self.arch = arch
+        if arch == "small":
+            if pretrained:
+                raise ValueError("pretrained weights exist only for arch='resnet18'")
+            self.encoder = SmallPoseEncoder()
+            self.decoder = PoseDecoder(self.encoder.out_channels)
+            return
         self.encoder = resnet18(weights=None)
         self.encoder.conv1 = nn.Conv2d(6, 64, 7, 2, 3, bias=False)
         if pretrained:
@@ -66,6 +100,8 @@ class PoseNet(nn.Module):
         self.decoder = PoseDecoder(512)
 
     def features(self, x: Tensor) -> Tensor:
+        if self.arch == "small":
+            return self.encoder(x)
         e = self.encoder
         x = e.maxpool(e.relu(e.bn1(e.conv1(x))))
         return e.layer4(e.layer3(e.layer2(e.layer1(x))))
