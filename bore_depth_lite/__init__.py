@@ -37,8 +37,11 @@ def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | Non
     """Seed every generator, fix the CPU thread count, and return the resolved device.
 
     Chapters call this at the top of each computing cell so that outputs are the same on
-    every run (nbval compares them). ``threads=None`` leaves torch's default.
+    every run (nbval compares them). ``threads=None`` leaves torch's default; the environment
+    variable ``BORE_DEPTH_THREADS`` overrides ``threads`` (e.g. 1 on a machine shared with
+    other jobs, where two spinning threads per process slow everyone down).
     """
+    threads = int(os.environ["BORE_DEPTH_THREADS"]) if os.environ.get("BORE_DEPTH_THREADS") else threads
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

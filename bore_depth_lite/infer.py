@@ -42,8 +42,8 @@ def predict_depth(net: DepthNet, rgb: np.ndarray, preset: str | tuple[int, int] 
                   device: torch.device, keep_size: bool = False) -> np.ndarray:
     """RGB (H, W, 3) in 0–255 → depth (h, w) float32 at the network input size, or at (H, W)
     with ``keep_size`` (bilinear resize of the depth map)."""
-    x = preprocess(rgb, preset).to(device)
-    depth = net(x)
+    x = preprocess(rgb, preset)
+    depth = net(x.to(device)) if isinstance(net, torch.nn.Module) else net(x)  # a deploy backend takes CPU tensors
     if keep_size and depth.shape[-2:] != rgb.shape[:2]:
         depth = F.interpolate(depth, size=rgb.shape[:2], mode="bilinear", align_corners=False)
     return depth[0, 0].float().cpu().numpy()
@@ -115,6 +115,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="network input size: kitti 256x832, nyu/ibims 256x320, none = the image's own size")
     p.add_argument("--out", type=Path, default=Path("depth_out"), help="output folder (default: depth_out)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
+                   help="inference engine; onnxruntime/tensorrt export the network to ONNX first (same pre/post-processing)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     p.add_argument("--keep-size", action="store_true", help="resize the depth back to the input image size")
     p.add_argument("--cmap", default="magma", help="matplotlib colour map for the PNG")
     return p
@@ -142,6 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     net = net.to(device).eval()
     preset = None if args.preset == "none" else args.preset
+    if args.backend != "torch" or args.precision != "fp32":
+        from .deploy import make_backend
+        from .preprocess import preset_size
+
+        try:
+            net = make_backend(args.backend, net, size=None if preset is None else preset_size(preset),
+                               precision=args.precision, device=device.type)
+        except (ValueError, RuntimeError, ImportError) as err:
+            print(f"error: --backend {args.backend} --precision {args.precision}: {err}", file=sys.stderr)
+            return 2
     items, notes = _collect(args.inputs)
     failed = sum(n.startswith("error:") for n in notes)
     for n in notes:

@@ -47,6 +47,7 @@ class TrainConfig:
     synthetic_preset: str = "indoor"    # indoor | driving (when data_root is None)
     synthetic_scenes: int = 8           # training scenes generated (when data_root is None)
     synthetic_frames: int = 24          # frames per scene
+    frame_step: int = 1                 # sources are frames t-k and t+k: a wider baseline, more parallax
     height: int = 128
     width: int = 160
     model: str = "small"                # DepthNet config: paper | small | tiny

@@ -69,7 +69,7 @@ def training_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     root = data_root_for(config)
     size = Resize(config.height, config.width)
     transform = Compose([size, *train_augmentation().transforms]) if config.augment else size
-    train = TrainTripletDataset(root, "train", transform=transform)
+    train = TrainTripletDataset(root, "train", frame_step=config.frame_step, transform=transform)
     val = TestDataset(root, image_size=(config.height, config.width)) if (root / "testing").is_dir() else None
     return train, val
 

@@ -153,3 +153,17 @@ def test_cli_video_without_backend_is_a_clear_error(tmp_path, capsys):
     rc = main([str(fake), "--random-weights", "tiny", "--preset", "none", "--out", str(tmp_path / "o")])
     assert rc == 1
     assert "clip.mp4: cannot decode the video" in capsys.readouterr().err
+
+
+def test_cli_onnxruntime_backend_matches_torch(tmp_path, odd_images):
+    pytest.importorskip("onnxruntime", reason="the deploy extra provides onnxruntime")
+    torch.manual_seed(0)
+    ckpt = save_depthnet(tmp_path / "tiny.pt", DepthNet("tiny"))
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        assert main(["--checkpoint", str(ckpt), "--preset", "nyu", "--backend", backend, "--out", str(out),
+                     str(odd_images / "rgb.png")]) == 0
+        outputs[backend] = np.load(next(out.glob("*.npy")))
+    ref = outputs["torch"]
+    assert np.abs(outputs["onnxruntime"] - ref).max() / np.abs(ref).max() < 1e-4
