@@ -33,13 +33,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | None = 2) -> torch.device:
+def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | None = 1) -> torch.device:
     """Seed every generator, fix the CPU thread count, and return the resolved device.
 
     Chapters call this at the top of each computing cell so that outputs are the same on
-    every run (nbval compares them). ``threads=None`` leaves torch's default; the environment
-    variable ``BORE_DEPTH_THREADS`` overrides ``threads`` (e.g. 1 on a machine shared with
-    other jobs, where two spinning threads per process slow everyone down).
+    every run (nbval compares them). One CPU thread by default: a training run's numbers then
+    do not depend on how many cores the machine has (parallel reductions sum in another
+    order, and training amplifies the difference). ``threads=None`` leaves torch's default;
+    the environment variable ``BORE_DEPTH_THREADS`` overrides ``threads`` for speed.
     """
     threads = int(os.environ["BORE_DEPTH_THREADS"]) if os.environ.get("BORE_DEPTH_THREADS") else threads
     random.seed(seed)

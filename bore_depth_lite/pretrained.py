@@ -19,10 +19,11 @@ __all__ = ["ASSETS", "PRETRAINED", "pretrained_path", "load_pretrained", "pretra
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 #: name -> file in ASSETS
-PRETRAINED: dict[str, str] = {"small-indoor": "depthnet_small_indoor.pt"}
+PRETRAINED: dict[str, str] = {"tiny-driving": "depthnet_tiny_driving.pt"}
+DEFAULT = "tiny-driving"
 
 
-def pretrained_path(name: str = "small-indoor") -> Path:
+def pretrained_path(name: str = DEFAULT) -> Path:
     if name not in PRETRAINED:
         raise ValueError(f"unknown pretrained network {name!r}; available: {sorted(PRETRAINED)}")
     path = ASSETS / PRETRAINED[name]
@@ -31,11 +32,11 @@ def pretrained_path(name: str = "small-indoor") -> Path:
     return path
 
 
-def load_pretrained(name: str = "small-indoor", map_location: str | torch.device = "cpu") -> DepthNet:
+def load_pretrained(name: str = DEFAULT, map_location: str | torch.device = "cpu") -> DepthNet:
     """The shipped DepthNet in eval mode (fp32)."""
     return load_depthnet(pretrained_path(name), map_location=map_location).float().eval()
 
 
-def pretrained_info(name: str = "small-indoor") -> dict[str, Any]:
+def pretrained_info(name: str = DEFAULT) -> dict[str, Any]:
     """What ``make pretrained`` recorded: the recipe, the metrics, the baselines' metrics."""
     return dict(safe_torch_load(pretrained_path(name))["extra"])

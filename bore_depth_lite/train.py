@@ -9,7 +9,8 @@ Examples::
     python -m bore_depth_lite.train --stage 2 --teacher runs/teacher/teacher.pt \\
         --init-from runs/stage1/checkpoint.pt --out runs/stage2
     # the paper's configuration on prepared NYUv2 video, 4 GPUs
-    torchrun --nproc_per_node=4 -m bore_depth_lite.train --preset paper-nyu --data-root data/nyu --out runs/nyu
+    torchrun --nproc_per_node=4 -m bore_depth_lite.train --preset paper-nyu --data-root data/nyu \\
+        --val-protocol bore_nyu --out runs/nyu
     # continue a run that was killed
     python -m bore_depth_lite.train --out runs/stage1 --resume
 

@@ -74,7 +74,7 @@ class TrainConfig:
     init_from: str | None = None        # stage-1 checkpoint to start stage 2 from
     amp: bool = False                   # mixed precision (CUDA only)
     val_images: int = 16
-    max_depth: float = 10.0             # evaluation cap on the synthetic test split
+    val_protocol: str | None = None     # evaluation protocol (bore_kitti, bore_nyu...); synthetic: synthetic_<preset>
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -99,6 +99,8 @@ class TrainConfig:
             raise ValueError(f"batch_size {self.batch_size} must be a positive multiple of grad_chunks {self.grad_chunks}")
         if self.height % 32 or self.width % 32:
             raise ValueError(f"training resolution must be a multiple of 32, got {self.height}x{self.width}")
+        if self.data_root is not None and self.val_protocol is None:
+            raise ValueError("a prepared data set needs --val-protocol (bore_kitti, bore_nyu, ...) for its validation")
         if self.stage == 2 and not self.teacher:
             raise ValueError("stage 2 needs a teacher checkpoint (--teacher); build one with `make teacher`")
 
@@ -107,9 +109,9 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
     "paper-nyu": dict(model="paper", pose_arch="resnet18", height=256, width=320, batch_size=8, lr=1e-4, steps=100_000,
-                      steps_per_epoch=1000, ssim_window=7, synthetic_preset="indoor", max_depth=10.0),
+                      steps_per_epoch=1000, ssim_window=7, synthetic_preset="indoor"),
     "paper-kitti": dict(model="paper", pose_arch="resnet18", height=256, width=832, batch_size=4, lr=1e-4, steps=100_000,
-                        steps_per_epoch=1000, ssim_window=7, synthetic_preset="driving", max_depth=80.0),
+                        steps_per_epoch=1000, ssim_window=7, synthetic_preset="driving"),
 }
 
 
@@ -401,7 +403,8 @@ class Trainer:
             return {}
         from .evaluate import evaluate_depth_net
 
-        results = evaluate_depth_net(self.depth_net, self.val_set, protocol=f"synthetic_{self.config.synthetic_preset}",
+        protocol = self.config.val_protocol or f"synthetic_{self.config.synthetic_preset}"
+        results = evaluate_depth_net(self.depth_net, self.val_set, protocol=protocol,
                                      device=self.device, limit=self.config.val_images, progress=False)
         return {f"val_{k}": v for k, v in results.items() if isinstance(v, float)}
 

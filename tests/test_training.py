@@ -22,7 +22,8 @@ def data_root(tmp_path_factory):
 
 
 def tiny_config(root, out, **overrides) -> TrainConfig:
-    values = dict(data_root=str(root), model="tiny", height=64, width=64, batch_size=2, steps=4, steps_per_epoch=2,
+    values = dict(data_root=str(root), val_protocol="synthetic_indoor", model="tiny", height=64, width=64,
+                  batch_size=2, steps=4, steps_per_epoch=2,
                   val_images=2, out_dir=str(out), lr=1e-3)
     values.update(overrides)
     return TrainConfig(**values)

@@ -1,0 +1,76 @@
+"""Train the package's shipped DepthNet on the synthetic world (``make pretrained``).
+
+Usage: python data_scripts/make_pretrained.py [--steps N] [--work runs/pretrained]
+
+Trains stage 1 with ``RECIPE`` (the CPU teaching configuration, longer), then evaluates it
+and the trivial baselines (the best constant depth after median scaling; the same network
+untrained) on a synthetic test split that ``TEST_SPLIT`` describes, and writes the DepthNet
+with the recipe, the split and every metric in the checkpoint's ``extra``
+(``bore_depth_lite.pretrained.pretrained_info()`` reads them; ``tests/test_pretrained.py``
+re-renders the split and checks the numbers). Resumable: run it again after an interruption
+and it continues from the last checkpoint in ``--work``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from bore_depth_lite import setup
+from bore_depth_lite.data.datasets import TestDataset
+from bore_depth_lite.data.generate import SyntheticConfig
+from bore_depth_lite.evaluate import ConstantDepth, evaluate_depth_net
+from bore_depth_lite.models import DepthNet, save_depthnet
+from bore_depth_lite.pretrained import ASSETS, PRETRAINED
+from bore_depth_lite.training import TrainConfig, Trainer
+from bore_depth_lite.training_data import ensure_synthetic, training_datasets
+
+NAME = "tiny-driving"
+RECIPE = dict(model="tiny", pose_arch="small", synthetic_preset="driving", height=96, width=160, batch_size=4,
+              lr=5e-4, steps=1200, steps_per_epoch=200, synthetic_scenes=8, synthetic_frames=24, val_images=16,
+              seed=0)
+TEST_SPLIT = SyntheticConfig(preset="driving", height=96, width=160, seed=7, train_scenes=0, val_scenes=0,
+                             test_scenes=4, test_frames_per_scene=8)
+METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3", "dbe_acc", "dbe_comp")
+
+
+def test_split() -> TestDataset:
+    return TestDataset(ensure_synthetic(TEST_SPLIT))
+
+
+def score(net, dataset: TestDataset) -> dict[str, float | None]:
+    device = setup(0, "cpu")
+    result = evaluate_depth_net(net.to(device), dataset, f"synthetic_{TEST_SPLIT.preset}", device, progress=False)
+    return {k: (None if math.isnan(result[k]) else round(float(result[k]), 6)) for k in METRICS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=RECIPE["steps"])
+    parser.add_argument("--work", type=Path, default=Path("runs/pretrained"), help="training folder (resumable)")
+    parser.add_argument("--out", type=Path, default=ASSETS / PRETRAINED[NAME])
+    args = parser.parse_args(argv)
+    config = TrainConfig(**{**RECIPE, "steps": args.steps, "out_dir": str(args.work)})
+    train, val = training_datasets(config)
+    trainer = Trainer(config, train, val)
+    if trainer.resume():
+        print(f"resumed at step {trainer.step}", file=sys.stderr)
+    trainer.fit()
+
+    split = test_split()
+    scores = {"trained": score(trainer.depth_net, split), "untrained": score(DepthNet(config.model), split),
+              "constant": score(ConstantDepth(), split)}
+    extra = {"name": NAME, "recipe": {**RECIPE, "steps": args.steps}, "test_split": asdict(TEST_SPLIT),
+             "protocol": f"synthetic_{TEST_SPLIT.preset}", "test_images": len(split), "metrics": scores["trained"],
+             "baselines": {"untrained": scores["untrained"], "constant": scores["constant"]},
+             "history": trainer.history}
+    save_depthnet(args.out, trainer.depth_net.eval(), **extra)
+    print(json.dumps({k: extra[k] for k in ("metrics", "baselines", "protocol", "test_images")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
