@@ -230,6 +230,8 @@ def train_teacher(dataset, out_path: str | Path, num_classes: int, class_names: 
     from .preprocess import normalize_imagenet
 
     dev = setup(seed, device)
+    if steps < 10:
+        raise ValueError(f"train_teacher needs steps >= 10 (its one-cycle schedule warms up first), got {steps}")
     if len(dataset) == 0:
         raise ValueError("the teacher's data set is empty")
     teacher = SegmentationTeacher(teacher_encoder_config(encoder), num_classes).to(dev).train()

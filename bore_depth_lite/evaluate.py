@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         from .training_data import ensure_synthetic
 
         preset = "driving" if args.dataset == "synthetic-driving" else "indoor"
-        h, w = size or (128, 160)
+        h, w = size or (96, 160)   # the chapters' and the shipped network's training size
         root = ensure_synthetic(SyntheticConfig(preset=preset, height=h, width=w, train_scenes=0, val_scenes=0,
                                                 test_scenes=4, test_frames_per_scene=8))
     dataset = TestDataset(root, image_size=size, png_depth_scale=png_scale)

@@ -221,7 +221,7 @@ class Trainer:
     """Runs (or resumes) a training run described by a :class:`TrainConfig`.
 
     Writes into ``out_dir``: ``config.json``, ``checkpoint.pt`` (latest, atomic),
-    ``metrics.csv`` (one row per epoch), ``samples/epoch_XXX.png`` and, when TensorBoard is
+    ``metrics.csv`` (one row per epoch), ``samples/step_XXXXXXX.png`` and, when TensorBoard is
     installed, event files.
     """
 
@@ -418,3 +418,44 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        if self._tensorboard() is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self._writer.add_scalar(key, value, row["step"])
+            self._writer.flush()
+        self._save_samples(row["step"])
+
+    def _tensorboard(self):
+        """A SummaryWriter when TensorBoard is installed (it is optional), else None."""
+        if not hasattr(self, "_writer"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                self._writer = None
+        return self._writer
+
+    @torch.no_grad()
+    def _save_samples(self, step: int, count: int = 4) -> None:
+        """``samples/step_XXXXXXX.png``: test images over their predicted inverse depth."""
+        if self.val_set is None:
+            return
+        from matplotlib.figure import Figure  # no pyplot: never touches a notebook's backend
+
+        from .evaluate import predict_depth
+
+        self.depth_net.eval()
+        items = [self.val_set[i] for i in range(min(count, len(self.val_set)))]
+        fig = Figure(figsize=(2.5 * len(items), 4))
+        axes = fig.subplots(2, len(items), squeeze=False)
+        for c, item in enumerate(items):
+            depth = predict_depth(self.depth_net, item["image"][None].to(self.device))[0, 0].float().cpu()
+            axes[0, c].imshow(item["image"].permute(1, 2, 0).numpy())
+            axes[1, c].imshow((1 / depth).numpy(), cmap="magma")
+            for ax in axes[:, c]:
+                ax.axis("off")
+        fig.suptitle(f"step {step}: test images and predicted inverse depth", fontsize=9)
+        folder = self.out / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        fig.savefig(folder / f"step_{step:07d}.png", dpi=80)

@@ -29,16 +29,27 @@ def chain_relative_poses(T_next_from_current: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_trajectory(pose_net: nn.Module, frames: torch.Tensor, convention: str = "sc_depth") -> np.ndarray:
-    """Camera-to-world poses (N, 4, 4) of frames (N, 3, H, W) in [0, 1], first camera = world."""
+def predict_trajectory(pose_net: nn.Module, frames: torch.Tensor, convention: str = "sc_depth",
+                       order: str = "forward") -> np.ndarray:
+    """Camera-to-world poses (N, 4, 4) of frames (N, 3, H, W) in [0, 1], first camera = world.
+
+    ``order="forward"`` asks PoseNet(t, t+1) for ``T_{t+1←t}``; ``"backward"`` asks
+    PoseNet(t+1, t) for ``T_{t←t+1}`` and inverts it. A well-trained PoseNet gives the same
+    path both ways; early in training they can differ (see the training chapter).
+    """
     if frames.ndim != 4 or frames.shape[0] < 2:
         raise ValueError(f"frames must be (N>=2, 3, H, W), got {tuple(frames.shape)}")
+    if order not in ("forward", "backward"):
+        raise ValueError(f"order must be 'forward' or 'backward', got {order!r}")
     was_training = pose_net.training
     pose_net.eval()
     x = normalize_imagenet(frames)
-    vectors = pose_net(x[:-1], x[1:])                     # target t, source t+1: T_{t+1←t}
+    if order == "forward":
+        T = pose_vec_to_mat(pose_net(x[:-1], x[1:]).double().cpu(), convention).numpy()
+    else:
+        T = np.linalg.inv(pose_vec_to_mat(pose_net(x[1:], x[:-1]).double().cpu(), convention).numpy())
     pose_net.train(was_training)
-    return chain_relative_poses(pose_vec_to_mat(vectors.double().cpu(), convention).numpy())
+    return chain_relative_poses(T)
 
 
 def align_scale(pred_positions: np.ndarray, true_positions: np.ndarray) -> float:

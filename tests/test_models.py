@@ -229,3 +229,13 @@ def test_cuda_matches_cpu(tiny_net):
         out = DepthNet("tiny").cuda().eval()
         out.load_state_dict(tiny_net.state_dict())
         torch.testing.assert_close(out(x.cuda()).cpu(), ref, rtol=1e-3, atol=1e-3)
+
+
+def test_plain_decoder_is_efaf_without_its_sce_blocks():
+    from bore_depth_lite.models import SCEBlock
+
+    efaf, plain = DepthNet("tiny"), DepthNet("tiny-plain")
+    sce = sum(p.numel() for m in efaf.decoder.modules() if isinstance(m, SCEBlock) for p in m.parameters())
+    assert not any(isinstance(m, SCEBlock) for m in plain.decoder.modules())
+    assert plain.num_parameters() == efaf.num_parameters() - sce
+    assert plain(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)

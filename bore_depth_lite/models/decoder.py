@@ -48,13 +48,17 @@ class SCEBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """One level of the EFAF decoder (see the module docstring)."""
+    """One level of the EFAF decoder (see the module docstring).
 
-    def __init__(self, cin: int, cout: int, skip_channels: int):
+    ``enhance=False`` gives the plain U-Net level the ablation compares with: the same
+    upsampling, skip concatenation and fusion conv, without the two SCE blocks.
+    """
+
+    def __init__(self, cin: int, cout: int, skip_channels: int, enhance: bool = True):
         super().__init__()
         self.reduce = nn.Conv2d(cin, cout, 1)
-        self.upsampled_sce = SCEBlock(cout)
-        self.skip_sce = SCEBlock(skip_channels) if skip_channels else None
+        self.upsampled_sce = SCEBlock(cout) if enhance else nn.Identity()
+        self.skip_sce = (SCEBlock(skip_channels) if enhance else nn.Identity()) if skip_channels else None
         self.fuse = nn.Conv2d(cout + skip_channels, cout, 3, 1, 1, padding_mode="reflect")
 
     def forward(self, x: Tensor, skip: Tensor | None) -> Tensor:
@@ -75,10 +79,11 @@ class EFAFDecoder(nn.Module):
         build_unused_skip_sce: build the SCE block that the released network creates for a
             level-0 skip but never calls (284,904 parameters in the paper config); only so
             that the parameter count and checkpoints match the release.
+        enhance: SCE blocks on both branches (EFAF); ``False`` is a plain U-Net decoder.
     """
 
     def __init__(self, encoder_channels: tuple[int, ...], decoder_channels: tuple[int, ...],
-                 build_unused_skip_sce: bool = False):
+                 build_unused_skip_sce: bool = False, enhance: bool = True):
         super().__init__()
         enc, dec = tuple(encoder_channels), tuple(decoder_channels)
         if len(enc) != 5 or len(dec) != 5:
@@ -87,7 +92,7 @@ class EFAFDecoder(nn.Module):
         cin = enc[4]
         for j in range(5):
             i = 4 - j
-            self.blocks.append(DecoderBlock(cin, dec[i], enc[i - 1] if i > 0 else 0))
+            self.blocks.append(DecoderBlock(cin, dec[i], enc[i - 1] if i > 0 else 0, enhance))
             cin = dec[i]
         self.depth_head = nn.Conv2d(dec[0], 1, 3, 1, 1, padding_mode="reflect")
         # Built by the release (as the skip SCE of block 4, on the deepest channel count) but

@@ -1,7 +1,7 @@
 """DepthNet: MPViT encoder + EFAF decoder, image → depth (BoRe-Depth's network)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,15 +23,17 @@ class DepthNetConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     build_unused_skip_sce: bool = False
+    decoder: str = "efaf"   # "efaf" (SCE-enhanced, the paper) or "plain" (U-Net levels, for the ablation)
 
     def to_dict(self) -> dict:
         return {"encoder": self.encoder.to_dict(), "decoder_channels": list(self.decoder_channels),
-                "build_unused_skip_sce": self.build_unused_skip_sce}
+                "build_unused_skip_sce": self.build_unused_skip_sce, "decoder": self.decoder}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DepthNetConfig":
         return cls(encoder=EncoderConfig.from_dict(d["encoder"]), decoder_channels=tuple(d["decoder_channels"]),
-                   build_unused_skip_sce=bool(d.get("build_unused_skip_sce", False)))
+                   build_unused_skip_sce=bool(d.get("build_unused_skip_sce", False)),
+                   decoder=str(d.get("decoder", "efaf")))
 
 
 DEPTHNET_CONFIGS: dict[str, DepthNetConfig] = {
@@ -41,6 +43,9 @@ DEPTHNET_CONFIGS: dict[str, DepthNetConfig] = {
     "small": DepthNetConfig(ENCODER_CONFIGS["small"], (16, 24, 32, 64, 128)),
     "tiny": DepthNetConfig(ENCODER_CONFIGS["tiny"], (8, 16, 16, 32, 64)),
 }
+# The ablation's baselines: the same networks with a plain U-Net decoder (no SCE blocks).
+DEPTHNET_CONFIGS.update({f"{name}-plain": replace(DEPTHNET_CONFIGS[name], decoder="plain", build_unused_skip_sce=False)
+                         for name in ("paper", "small", "tiny")})
 
 
 def pad_to_multiple(x: Tensor, multiple: int = 32) -> tuple[Tensor, tuple[int, int]]:
@@ -78,7 +83,10 @@ class DepthNet(nn.Module):
             config = DEPTHNET_CONFIGS[config]
         self.config = config
         self.encoder = MPViTEncoder(config.encoder)
-        self.decoder = EFAFDecoder(self.encoder.out_channels, config.decoder_channels, config.build_unused_skip_sce)
+        if config.decoder not in ("efaf", "plain"):
+            raise ValueError(f"DepthNetConfig.decoder must be 'efaf' or 'plain', got {config.decoder!r}")
+        self.decoder = EFAFDecoder(self.encoder.out_channels, config.decoder_channels, config.build_unused_skip_sce,
+                                   enhance=config.decoder == "efaf")
 
     @property
     def feature_channels(self) -> tuple[int, ...]:

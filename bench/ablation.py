@@ -1,0 +1,326 @@
+"""The paper's ablations on the synthetic world, one papermill run per (variant, seed).
+
+Usage: python bench/ablation.py --config bench/ablation.yaml [--out DIR] [--work DIR] [--no-resume]
+
+Steps:
+1. render the synthetic world once (``world`` in the YAML; the same world for every seed, so
+   that variants are compared on the same test images and seeds vary only the training);
+2. train the frozen semantic teacher once (``teacher``), shared by every stage-2 run;
+3. execute ``bench/ablation_run.ipynb`` with papermill for every seed and variant (the
+   ``stage1`` run of a seed goes first: ``two_stage`` starts from its checkpoint after
+   ``stage1_steps``), saving each executed notebook to ``<out>/ablation_runs/``;
+4. tabulate mean ± std over seeds of AbsRel, δ1, ε_acc and ε_comp, and the paired
+   per-seed differences that answer the paper's three questions, into ``<out>/ablation.json``
+   and ``<out>/ablation.md``; the first seed's predictions on one test image go to
+   ``<out>/ablation_samples.npz`` (the chapter's boundary crops).
+
+A run whose ``metrics.json`` exists with the same parameters is not repeated (an interrupted
+sweep resumes). The JSON is printed on stdout at the end (bench/ convention).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "bench" / "ablation_run.ipynb"
+VARIANTS = ("stage1", "plain", "two_stage", "joint")
+STAGE2_VARIANTS = ("two_stage", "joint")
+METRICS = ("abs_rel", "delta1", "dbe_acc", "dbe_comp")
+LABELS = {"abs_rel": "AbsRel ↓", "delta1": "δ1 ↑", "dbe_acc": "ε_acc (px) ↓", "dbe_comp": "ε_comp (px) ↓"}
+VARIANT_LABELS = {"stage1": "EFAF, stage 1 only", "plain": "plain decoder, stage 1 only",
+                  "two_stage": "EFAF, two-stage (paper)", "joint": "EFAF, joint semantic"}
+#: (name, variant whose metric should be lower for the paper's claim, the other variant, claim)
+COMPARISONS = (
+    ("EFAF vs plain decoder", "stage1", "plain", "EFAF lowers the boundary error"),
+    ("semantic stage vs stage 1 only", "two_stage", "stage1", "the semantic stage lowers the boundary error"),
+    ("two-stage vs joint", "two_stage", "joint", "two-stage beats joint training"),
+)
+DEFAULTS: dict[str, Any] = {
+    "seeds": [0, 1, 2],
+    "variants": list(VARIANTS),
+    "world": {"preset": "indoor", "height": 64, "width": 96, "seed": 0, "train_scenes": 8,
+              "frames_per_scene": 24, "test_scenes": 4, "test_frames_per_scene": 4},
+    "teacher": {"steps": 150, "batch_size": 8, "seed": 0},
+    "train": {"model": "tiny", "stage1_steps": 120, "stage2_steps": 80, "batch_size": 4, "lr": 5e-4,
+              "semantic_weight": 0.1, "sample_index": 3},
+    "out": "bench/results",
+    "work": "runs/ablation",
+}
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    """DEFAULTS updated by the YAML file (sections merged key by key); unknown keys raise."""
+    config = json.loads(json.dumps(DEFAULTS))
+    if path is None:
+        return config
+    if not path.is_file():
+        raise SystemExit(f"ablation: --config {path}: no such file")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise SystemExit(f"ablation: {path}: expected a mapping at the top level, got {type(data).__name__}")
+    for key, value in data.items():
+        if key not in DEFAULTS:
+            raise SystemExit(f"ablation: {path}: unknown key {key!r}; known: {sorted(DEFAULTS)}")
+        if isinstance(DEFAULTS[key], dict):
+            if not isinstance(value, dict):
+                raise SystemExit(f"ablation: {path}: {key} must be a mapping")
+            unknown = sorted(set(value) - set(DEFAULTS[key]))
+            if unknown:
+                raise SystemExit(f"ablation: {path}: unknown {key} keys {unknown}; known: {sorted(DEFAULTS[key])}")
+            config[key].update(value)
+        else:
+            config[key] = value
+    bad = [v for v in config["variants"] if v not in VARIANTS]
+    if bad or not config["variants"]:
+        raise SystemExit(f"ablation: variants must be a non-empty subset of {list(VARIANTS)}, got {config['variants']}")
+    if not config["seeds"] or len(set(config["seeds"])) != len(config["seeds"]):
+        raise SystemExit(f"ablation: seeds must be a non-empty list of distinct integers, got {config['seeds']}")
+    return config
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def prepare_world(config: dict[str, Any], work: Path) -> Path:
+    from bore_depth_lite.data.generate import SyntheticConfig
+    from bore_depth_lite.training_data import ensure_synthetic
+
+    w = config["world"]
+    return ensure_synthetic(SyntheticConfig(preset=w["preset"], height=w["height"], width=w["width"], seed=w["seed"],
+                                            train_scenes=w["train_scenes"], val_scenes=0,
+                                            frames_per_scene=w["frames_per_scene"], test_scenes=w["test_scenes"],
+                                            test_frames_per_scene=w["test_frames_per_scene"]), work / "data")
+
+
+def prepare_teacher(config: dict[str, Any], world: Path, work: Path) -> Path:
+    """Train the teacher unless one with the same recipe exists in ``work``."""
+    from bore_depth_lite.distill import train_teacher
+    from bore_depth_lite.training_data import SemanticFrames
+
+    t = config["teacher"]
+    recipe = {**t, "encoder": config["train"]["model"], "world": str(world)}
+    path, stamp = work / "teacher.pt", work / "teacher.json"
+    if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == recipe:
+        return path
+    frames = SemanticFrames(world)
+    train_teacher(frames, path, num_classes=len(frames.class_names), class_names=frames.class_names,
+                  encoder=config["train"]["model"], steps=t["steps"], batch_size=t["batch_size"], seed=t["seed"],
+                  progress=False)
+    atomic_write(stamp, json.dumps(recipe))
+    return path
+
+
+def run_parameters(config: dict[str, Any], variant: str, seed: int, world: Path, teacher: Path | None,
+                   work: Path) -> dict[str, Any]:
+    tr, w = config["train"], config["world"]
+    params = {"variant": variant, "seed": seed, "device": "auto", "preset": w["preset"], "model": tr["model"], "height": w["height"],
+              "width": w["width"], "stage1_steps": tr["stage1_steps"], "stage2_steps": tr["stage2_steps"],
+              "batch_size": tr["batch_size"], "lr": tr["lr"], "semantic_weight": tr["semantic_weight"],
+              "data_root": str(world), "teacher": str(teacher) if variant in STAGE2_VARIANTS else "",
+              "init_from": "", "out_dir": str(work / f"{variant}-seed{seed}"), "sample_index": tr["sample_index"]}
+    stage1_start = work / f"stage1-seed{seed}" / "phase1" / "checkpoint.pt"
+    if variant == "two_stage" and "stage1" in config["variants"]:
+        params["init_from"] = str(stage1_start)
+    return params
+
+
+def execute_run(params: dict[str, Any], notebook: Path, resume: bool) -> dict[str, Any]:
+    import papermill
+
+    out = Path(params["out_dir"])
+    metrics, stamp = out / "metrics.json", out / "parameters.json"
+    if resume and metrics.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == params \
+            and notebook.is_file():
+        return json.loads(metrics.read_text())
+    notebook.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(TEMPLATE), str(notebook), parameters=params, kernel_name="python3",
+                               cwd=str(ROOT), progress_bar=False, log_output=False)
+    if not metrics.is_file():
+        raise RuntimeError(f"{notebook}: the run finished but wrote no {metrics}")
+    atomic_write(stamp, json.dumps(params))
+    return json.loads(metrics.read_text())
+
+
+def shrink_notebook(path: Path, max_image_bytes: int = 60_000) -> None:
+    """Keep committed run notebooks small: drop oversized images, keep text outputs."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if len(data.get("image/png", "")) > max_image_bytes:
+                del data["image/png"]
+                data["text/plain"] = "<figure dropped to keep the committed notebook small>"
+    nbformat.write(nb, path)
+
+
+def mean_std(values: list[float]) -> dict[str, Any]:
+    v = np.array([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    return {"mean": float(v.mean()) if v.size else None,
+            "std": float(v.std(ddof=1)) if v.size > 1 else None, "n": int(v.size)}
+
+
+def summarise(runs: list[dict[str, Any]], variants: list[str]) -> tuple[dict, list[dict]]:
+    summary = {v: {m: mean_std([r[m] for r in runs if r["variant"] == v]) for m in METRICS}
+               for v in variants if any(r["variant"] == v for r in runs)}
+    comparisons = []
+    for name, better, other, claim in COMPARISONS:
+        if better not in summary or other not in summary:
+            continue
+        by_seed = {(r["variant"], r["seed"]): r for r in runs}
+        seeds = sorted(s for (v, s) in by_seed if v == better and (other, s) in by_seed)
+        entry: dict[str, Any] = {"name": name, "claim": claim, "a": better, "b": other, "seeds": seeds, "metrics": {}}
+        for m in METRICS:
+            diffs = [by_seed[(better, s)][m] - by_seed[(other, s)][m] for s in seeds
+                     if by_seed[(better, s)][m] is not None and by_seed[(other, s)][m] is not None]
+            stats = mean_std(diffs)
+            sign = 1.0 if m == "delta1" else -1.0   # the paper's direction: δ1 up, errors down
+            d = stats["mean"]
+            # below the 4 printed decimals a sign means nothing: no direction either way
+            stats["negligible"] = d is not None and abs(d) < 5e-5
+            stats["paper_direction"] = None if d is None or stats["negligible"] else bool(sign * d > 0)
+            # beyond seed noise: the mean paired difference exceeds twice its standard error
+            stats["beyond_noise"] = (None if stats["std"] is None or d is None or stats["negligible"]
+                                     else bool(abs(d) > 2 * stats["std"] / math.sqrt(stats["n"])))
+            entry["metrics"][m] = stats
+        comparisons.append(entry)
+    return summary, comparisons
+
+
+def fmt(stats: dict[str, Any], digits: int = 4) -> str:
+    if stats["mean"] is None:
+        return "—"
+    std = "—" if stats["std"] is None else f"{stats['std']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f} ± {std}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    c = result["config"]
+    lines = [f"# Ablation on the synthetic world ({c['world']['preset']}, {c['world']['height']}×{c['world']['width']})",
+             "",
+             f"Seeds {c['seeds']}; DepthNet `{c['train']['model']}`; {c['train']['stage1_steps']} + "
+             f"{c['train']['stage2_steps']} steps per run (batch {c['train']['batch_size']}); teacher "
+             f"{c['teacher']['steps']} steps; {result['num_test_images']} test images; "
+             f"protocol {result['protocol']}. Mean ± std over seeds (std with ddof=1).", "",
+             "| variant | seeds | " + " | ".join(f"{LABELS[m]} mean ± std" for m in METRICS) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
+    for v, stats in result["summary"].items():
+        lines.append(f"| {VARIANT_LABELS[v]} | {stats['abs_rel']['n']} | "
+                     + " | ".join(fmt(stats[m]) for m in METRICS) + " |")
+    for v, why in result["not_run"].items():
+        lines.append(f"| {VARIANT_LABELS[v]} | 0 | not run: {why} |" + " |" * (len(METRICS) - 1))
+    if result["comparisons"]:
+        lines += ["", "Paired differences (A − B, per seed), mean ± std; 'paper' = the sign the paper claims; "
+                  "'noise' = |mean| > 2·std/√n; 'no difference' = |mean| < 0.00005:", "",
+                  "| comparison (A − B) | " + " | ".join(LABELS[m] for m in METRICS) + " |",
+                  "|---|" + "---|" * len(METRICS)]
+        for comp in result["comparisons"]:
+            cells = []
+            for m in METRICS:
+                s = comp["metrics"][m]
+                tag = (" no difference" if s["negligible"] else "" if s["paper_direction"] is None
+                       else (" paper" if s["paper_direction"] else " against"))
+                tag += "" if s["beyond_noise"] is None else (", beyond noise" if s["beyond_noise"] else ", within noise")
+                cells.append(fmt(s) + tag)
+            lines.append(f"| {comp['name']} ({comp['a']} − {comp['b']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def collect_samples(config: dict[str, Any], world: Path, work: Path, out: Path, runs: list[dict]) -> None:
+    """The first seed's predictions on one test image, with the image and its true edges."""
+    from bore_depth_lite.data.datasets import TestDataset
+
+    w = config["world"]
+    test = TestDataset(world, image_size=(w["height"], w["width"]))
+    item = test[config["train"]["sample_index"] % len(test)]
+    seed = config["seeds"][0]
+    arrays = {"image": (item["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
+              "depth": item["depth"][0].numpy().astype(np.float16),
+              "boundary": item["boundary"][0].numpy().astype(bool)}
+    for r in runs:
+        if r["seed"] == seed:
+            arrays[f"pred_{r['variant']}"] = np.load(work / f"{r['variant']}-seed{seed}" / "sample_depth.npy")
+    tmp = out / "ablation_samples.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, out / "ablation_samples.npz")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="YAML sweep description (default: built-in defaults)")
+    parser.add_argument("--out", type=Path, help="results folder (overrides the YAML's out)")
+    parser.add_argument("--work", type=Path, help="training runs folder (overrides the YAML's work)")
+    parser.add_argument("--no-resume", action="store_true", help="re-run runs whose results exist")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    out = (args.out or ROOT / config["out"]).resolve()
+    work = (args.work or ROOT / config["work"]).resolve()
+    config["out"], config["work"] = str(args.out or config["out"]), str(args.work or config["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    from bore_depth_lite.models import DEPTHNET_CONFIGS
+
+    variants = list(config["variants"])
+    not_run: dict[str, str] = {}
+    plain = f"{config['train']['model']}-plain"
+    if "plain" in variants and plain not in DEPTHNET_CONFIGS:
+        not_run["plain"] = f"DepthNet config {plain!r} does not exist yet"
+        variants.remove("plain")
+        print(f"ablation: NOT running the plain-decoder variant: {not_run['plain']}", file=sys.stderr)
+    order = [v for v in VARIANTS if v in variants]  # stage1 before two_stage (its checkpoint)
+
+    world = prepare_world(config, work)
+    t = time.perf_counter()
+    teacher = prepare_teacher(config, world, work) if set(order) & set(STAGE2_VARIANTS) else None
+    teacher_seconds = time.perf_counter() - t
+    print(f"ablation: world {world.name}; teacher ready (took {teacher_seconds:.0f} s)", file=sys.stderr)
+
+    runs: list[dict[str, Any]] = []
+    total = len(order) * len(config["seeds"])
+    for seed in config["seeds"]:
+        for variant in order:
+            params = run_parameters(config, variant, seed, world, teacher, work)
+            notebook = out / "ablation_runs" / f"{variant}-seed{seed}.ipynb"
+            t = time.perf_counter()
+            result = execute_run(params, notebook, resume=not args.no_resume)
+            shrink_notebook(notebook)
+            runs.append(result)
+            elapsed = time.perf_counter() - start
+            print(f"ablation: [{len(runs)}/{total}] {variant} seed {seed}: AbsRel {result['abs_rel']:.4f} "
+                  f"ε_acc {result['dbe_acc'] if result['dbe_acc'] is not None else float('nan'):.4f} "
+                  f"({result['seconds_per_step']:.2f} s/step; took {time.perf_counter() - t:.0f} s; "
+                  f"about {elapsed / len(runs) * (total - len(runs)):.0f} s left)", file=sys.stderr)
+
+    summary, comparisons = summarise(runs, order)
+    per_step = {v: mean_std([r["seconds_per_step"] for r in runs if r["variant"] == v])["mean"] for v in order}
+    result = {"config": config, "protocol": runs[0]["protocol"], "num_test_images": runs[0]["num_images"],
+              "summary": summary, "comparisons": comparisons, "not_run": not_run,
+              "runs": [{k: v for k, v in r.items()} for r in runs],
+              "seconds": {"total": time.perf_counter() - start, "teacher": teacher_seconds,
+                          "per_step": per_step}}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "ablation.json", json.dumps(result, indent=2))
+    atomic_write(out / "ablation.md", markdown(result))
+    collect_samples(config, world, work, out, runs)
+    print(json.dumps({"summary": summary, "not_run": not_run, "seconds": result["seconds"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
