@@ -16,24 +16,27 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from . import setup
 from .checkpointing import atomic_save, rng_state, safe_load, set_rng_state
 from .distributed import DistributedContext, init_distributed
+from .sampling import SeededSamples, StepBatchSampler
 from .losses import stage1_loss
 from .models import DepthNet, PoseNet
 from .models.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .models.checkpoint import VERSION as CHECKPOINT_VERSION
 from .models.depth_net import DISP_SCALE, MIN_DISP
 from .preprocess import normalize_imagenet
+
+if TYPE_CHECKING:
+    from .distill import SemanticGuide
 
 __all__ = ["TrainConfig", "PRESETS", "build_networks", "training_step", "Trainer", "StepBatchSampler"]
 
@@ -136,7 +139,7 @@ class DepthAndFeatures(nn.Module):
 
 
 def training_step(depth_model: nn.Module, pose_net: nn.Module, batch: dict[str, Tensor], config: TrainConfig,
-                  semantic: "SemanticGuide | None" = None) -> dict[str, Tensor]:
+                  semantic: SemanticGuide | None = None) -> dict[str, Tensor]:
     """The losses of one batch, top to bottom (call ``losses["loss"].backward()`` after).
 
     ``depth_model`` is a :class:`DepthAndFeatures`. DepthNet runs on the target and every
@@ -163,54 +166,6 @@ def training_step(depth_model: nn.Module, pose_net: nn.Module, batch: dict[str, 
         losses["semantic"] = semantic(tgt_features, tgt_n)
         losses["loss"] = losses["loss"] + config.semantic_weight * losses["semantic"]
     return losses
-
-
-class StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches as a pure function of (seed, step): ``[(sample index, augmentation seed), ...]``.
-
-    Sampling is with replacement, as SC-Depth's fixed-length epochs do. Under DDP each
-    process takes its own contiguous slice of the global batch.
-    """
-
-    def __init__(self, num_samples: int, batch_size: int, seed: int, start_step: int, steps: int,
-                 rank: int = 0, world_size: int = 1):
-        if num_samples < 1:
-            raise ValueError("the training set is empty")
-        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
-        self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size
-
-    def global_batch(self, step: int) -> list[tuple[int, int]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        index = torch.randint(self.num_samples, (self.batch_size,), generator=g)
-        aug = torch.randint(2**31 - 1, (self.batch_size,), generator=g)
-        return list(zip(index.tolist(), aug.tolist()))
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        per_rank = self.batch_size // self.world_size
-        for step in range(self.start_step, self.steps):
-            yield self.global_batch(step)[self.rank * per_rank:(self.rank + 1) * per_rank]
-
-    def __len__(self) -> int:
-        return max(0, self.steps - self.start_step)
-
-
-class SeededSamples(Dataset):
-    """Wraps a dataset so that item ``(index, seed)`` draws its augmentation from ``seed``."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, item: tuple[int, int]) -> dict[str, Tensor]:
-        index, seed = item
-        import random
-
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        return self.dataset[index]
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from bore_depth_lite.data.synthetic import render_sequence
 from bore_depth_lite.trajectory import align_scale, ate_rmse, chain_relative_poses

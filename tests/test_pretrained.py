@@ -1,0 +1,36 @@
+"""The shipped DepthNet gives the metrics recorded when it was trained, and beats the baselines."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from bore_depth_lite.pretrained import load_pretrained, pretrained_info, pretrained_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make_pretrained():
+    spec = importlib.util.spec_from_file_location("make_pretrained", ROOT / "data_scripts" / "make_pretrained.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_checkpoint_is_small_enough_to_ship():
+    assert pretrained_path().stat().st_size < 8 * 2**20
+
+
+def test_recorded_metrics_are_reproduced_and_beat_the_baselines():
+    info = pretrained_info()
+    script = _make_pretrained()
+    split = script.test_split()
+    assert len(split) == info["test_images"]
+    measured = script.score(load_pretrained(), split)
+    for key, recorded in info["metrics"].items():
+        assert measured[key] == pytest.approx(recorded, rel=1e-4, abs=1e-6), key
+    trained, constant, untrained = info["metrics"], info["baselines"]["constant"], info["baselines"]["untrained"]
+    for baseline in (constant, untrained):
+        assert trained["abs_rel"] < 0.9 * baseline["abs_rel"]
+        assert trained["delta1"] > baseline["delta1"] + 0.02
