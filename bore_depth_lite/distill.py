@@ -72,11 +72,13 @@ class SegmentationTeacher(nn.Module):
 class TorchvisionTeacher(nn.Module):
     """The MobileNetV3-Large backbone of torchvision's LR-ASPP segmentation model.
 
-    Returns 5 levels at strides 2, 4, 8, 16, 32 (channels 16, 24, 40, 112, 960).
+    Returns 5 levels at strides 2, 4, 8, 16, 16 (channels 16, 24, 40, 112, 960): the
+    segmentation backbone is dilated, so its deepest level stays at stride 16; the loss resizes
+    each teacher level to the student's resolution.
     ``weights="DEFAULT"`` downloads the COCO/VOC-trained weights (about 13 MB) on first use.
     """
 
-    LEVELS = {"1": "s2", "3": "s4", "6": "s8", "12": "s16", "16": "s32"}
+    LEVELS = {"1": "level0", "3": "level1", "6": "level2", "12": "level3", "16": "level4"}
 
     def __init__(self, weights: str | None = None):
         super().__init__()

@@ -15,36 +15,19 @@ interrupted training run never leaves a half-written checkpoint under the final 
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..checkpointing import atomic_save
 from .depth_net import DepthNet, DepthNetConfig
 from .official import OfficialCheckpointError, load_official_depthnet, load_official_posenet, safe_torch_load
 from .pose_net import PoseNet
 
-__all__ = ["FORMAT", "save_checkpoint", "save_depthnet", "load_depthnet", "load_posenet", "load_any_depthnet",
-           "atomic_torch_save"]
+__all__ = ["FORMAT", "save_checkpoint", "save_depthnet", "load_depthnet", "load_posenet", "load_any_depthnet"]
 
 FORMAT = "bore_depth_lite.checkpoint"
 VERSION = 1
-
-
-def atomic_torch_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_checkpoint(path: str | Path, depth_net: DepthNet | None = None, pose_net: PoseNet | None = None,
@@ -58,7 +41,7 @@ def save_checkpoint(path: str | Path, depth_net: DepthNet | None = None, pose_ne
                              "state_dict": {k: v.detach().cpu() for k, v in depth_net.state_dict().items()}}
     if pose_net is not None:
         ckpt["pose_net"] = {"config": {"arch": pose_net.arch}, "state_dict": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}}
-    return atomic_torch_save(ckpt, path)
+    return atomic_save(ckpt, path)
 
 
 def save_depthnet(path: str | Path, net: DepthNet, **extra) -> Path:
