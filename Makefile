@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= book,deploy,dev
+# Kernels must draw figures inline: a user's MPLBACKEND (e.g. Agg) would empty every figure output.
+unexport MPLBACKEND
 # Print how long each stage took: $(call stage,NAME,COMMAND)
 stage = @s=$$(date +%s); echo "==> $(1)"; $(2); echo "==> $(1) took $$(( $$(date +%s) - s )) s"
 

@@ -10,6 +10,7 @@ nbval compares and a progress bar shows as one final line on the website.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--missing", action="store_true", help="only notebooks lacking stored outputs")
     args = parser.parse_args(argv)
+    # the kernel inherits our environment, and a non-inline backend (e.g. Agg) stores no figures
+    os.environ.pop("MPLBACKEND", None)
     paths = args.notebooks or toc_notebooks()
     for path in paths:
         if not path.exists():
