@@ -14,7 +14,8 @@ from bore_depth_lite.deploy import (OnnxRuntimeBackend, TensorRTUnavailable, che
                                     onnx_operator_counts, prepare_for_export, tensorrt_status, trtexec_commands)
 from bore_depth_lite.deploy.accuracy import precision_table, synthetic_test_split
 from bore_depth_lite.deploy.export import ChannelsFirstPathEncoder, ConcatDepthwiseSCE, SliceReflectConv2d
-from bore_depth_lite.deploy.onnxruntime_backend import convert_to_fp16, quantize_int8, synthetic_calibration_images
+from bore_depth_lite.deploy.onnxruntime_backend import (convert_to_fp16, depthwise_conv_nodes, int8_sensitivity,
+                                                        quantize_int8, synthetic_calibration_images)
 from bore_depth_lite.models import DepthNet, SCEBlock
 from bore_depth_lite.models.mpvit import PathEncoder
 from bore_depth_lite.preprocess import preprocess
@@ -184,6 +185,33 @@ def test_fp16_and_int8_run_within_accuracy_bounds(exported, tiny_net):
     assert all(np.isfinite(r["dbe_acc"]) for r in rows.values())
     ops = onnx_operator_counts(int8)
     assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
+
+
+def test_int8_sensitivity_ranks_layers_and_keeping_the_worst_in_fp32_helps(exported):
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
+    import onnx
+
+    folder, fp32 = exported["folder"], exported["static"].path
+    dense = [n.name for n in onnx.load(str(fp32)).graph.node
+             if n.op_type == "Conv" and n.name not in set(depthwise_conv_nodes(fp32))]
+    first_three = dense[:3]                     # the input conv and the two after it; the rest stay fp32
+    rest = [n for n in dense if n not in first_three]
+    cal = synthetic_calibration_images(2, SIZE)
+    ranking = int8_sensitivity(fp32, cal, exclude_nodes=rest)
+    assert sorted(ranking) == sorted(first_three)
+    values = list(ranking.values())
+    assert values == sorted(values, reverse=True) and values[0] > 0
+    all_three = quantize_int8(fp32, folder / "three.onnx", cal, exclude_nodes=rest)
+    kept = quantize_int8(fp32, folder / "kept.onnx", cal, exclude_nodes=rest, keep_sensitive=1)
+    qdq = onnx_operator_counts(all_three)["QuantizeLinear"], onnx_operator_counts(kept)["QuantizeLinear"]
+    assert qdq[1] < qdq[0]                      # one conv fewer is quantised
+    x = torch.from_numpy(cal[:1])
+    ref = OnnxRuntimeBackend(fp32)(x)
+    change = [float(((OnnxRuntimeBackend(p)(x) - ref).abs() / ref).mean()) for p in (all_three, kept)]
+    assert change[1] < change[0]
+    with pytest.raises(ValueError, match="keep_sensitive"):
+        quantize_int8(fp32, folder / "bad.onnx", cal, keep_sensitive=-1)
 
 
 def test_make_backend_torch_and_errors(tiny_net):
