@@ -24,3 +24,20 @@ def test_chapter_runs_with_other_parameters_and_they_take_effect(tmp_path):
     # the stored chapter evaluates 16 images per network; the parameter must change that
     assert re.search(r"trained\s+4\s+\d\.\d{4}", text), text[-1500:]
     assert not re.search(r"trained\s+16\s", text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter, parameters, expected", [
+    # the widget chapters: their slider cells must not stall papermill's client
+    ("01_data.ipynb", {"num_frames": 6, "width": 96}, r"rendered 2 x 6 frames of 128x96"),
+    # the other world: the driving sky has no depth, which every cell must cope with
+    ("02_view_synthesis.ipynb", {"preset": "driving", "height": 96, "width": 128},
+     r"3 frames of 96x128; depth from 0\.0000 m .*identity warp, mean \|I - warped\|: consistent convention 0\.0000"),
+])
+def test_widget_chapters_run_under_papermill(tmp_path, chapter, parameters, expected):
+    out = tmp_path / chapter
+    papermill.execute_notebook(str(ROOT / "book" / chapter), str(out), parameters=parameters, kernel_name="python3",
+                               cwd=str(ROOT / "book"), progress_bar=False, execution_timeout=300)
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert re.search(expected, text, re.S), text[:1500]
