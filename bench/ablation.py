@@ -1,6 +1,6 @@
 """The paper's ablations on the synthetic world, one papermill run per (variant, seed).
 
-Usage: python bench/ablation.py --config bench/ablation.yaml [--out DIR] [--work DIR] [--no-resume]
+Usage: python bench/ablation.py --config bench/ablation.yaml [--out DIR] [--work DIR] [--no-resume] [--jobs N]
 
 Steps:
 1. render the synthetic world once (``world`` in the YAML; the same world for every seed, so
@@ -24,7 +24,9 @@ import json
 import math
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "teacher": {"steps": 150, "batch_size": 8, "seed": 0},
     "train": {"model": "tiny", "stage1_steps": 120, "stage2_steps": 80, "batch_size": 4, "lr": 5e-4,
               "semantic_weight": 0.1, "sample_index": 3},
+    "jobs": 1,
     "out": "bench/results",
     "work": "runs/ablation",
 }
@@ -83,6 +86,8 @@ def load_config(path: Path | None) -> dict[str, Any]:
     bad = [v for v in config["variants"] if v not in VARIANTS]
     if bad or not config["variants"]:
         raise SystemExit(f"ablation: variants must be a non-empty subset of {list(VARIANTS)}, got {config['variants']}")
+    if not isinstance(config["jobs"], int) or config["jobs"] < 1:
+        raise SystemExit(f"ablation: jobs must be a positive integer, got {config['jobs']!r}")
     if not config["seeds"] or len(set(config["seeds"])) != len(config["seeds"]):
         raise SystemExit(f"ablation: seeds must be a non-empty list of distinct integers, got {config['seeds']}")
     return config
@@ -266,8 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results folder (overrides the YAML's out)")
     parser.add_argument("--work", type=Path, help="training runs folder (overrides the YAML's work)")
     parser.add_argument("--no-resume", action="store_true", help="re-run runs whose results exist")
+    parser.add_argument("--jobs", type=int, help="seeds trained at once, one kernel and one thread each "
+                                                  "(overrides the YAML's jobs; 2 on a 2-core machine)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    if args.jobs is not None:
+        if args.jobs < 1:
+            parser.error(f"--jobs {args.jobs}: expected a positive integer")
+        config["jobs"] = args.jobs
     out = (args.out or ROOT / config["out"]).resolve()
     work = (args.work or ROOT / config["work"]).resolve()
     config["out"], config["work"] = str(args.out or config["out"]), str(args.work or config["work"])
@@ -293,19 +304,29 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[dict[str, Any]] = []
     total = len(order) * len(config["seeds"])
-    for seed in config["seeds"]:
+    lock = threading.Lock()
+
+    def run_seed(seed: int) -> None:
+        # a seed's variants run in order (two_stage starts from stage1's checkpoint); seeds are independent
         for variant in order:
             params = run_parameters(config, variant, seed, world, teacher, work)
             notebook = out / "ablation_runs" / f"{variant}-seed{seed}.ipynb"
             t = time.perf_counter()
             result = execute_run(params, notebook, resume=not args.no_resume)
             shrink_notebook(notebook)
-            runs.append(result)
-            elapsed = time.perf_counter() - start
-            print(f"ablation: [{len(runs)}/{total}] {variant} seed {seed}: AbsRel {result['abs_rel']:.4f} "
+            with lock:
+                runs.append(result)
+                done, elapsed = len(runs), time.perf_counter() - start
+            print(f"ablation: [{done}/{total}] {variant} seed {seed}: AbsRel {result['abs_rel']:.4f} "
                   f"ε_acc {result['dbe_acc'] if result['dbe_acc'] is not None else float('nan'):.4f} "
                   f"({result['seconds_per_step']:.2f} s/step; took {time.perf_counter() - t:.0f} s; "
-                  f"about {elapsed / len(runs) * (total - len(runs)):.0f} s left)", file=sys.stderr)
+                  f"about {elapsed / done * (total - done):.0f} s left)", file=sys.stderr, flush=True)
+
+    with ThreadPoolExecutor(max_workers=config["jobs"]) as pool:
+        for future in [pool.submit(run_seed, seed) for seed in config["seeds"]]:
+            future.result()   # re-raises a failed run's error
+    rank = {v: i for i, v in enumerate(order)}
+    runs.sort(key=lambda r: (config["seeds"].index(r["seed"]), rank[r["variant"]]))
 
     summary, comparisons = summarise(runs, order)
     per_step = {v: mean_std([r["seconds_per_step"] for r in runs if r["variant"] == v])["mean"] for v in order}

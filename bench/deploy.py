@@ -17,9 +17,11 @@ oversubscribed machine distorts far less than multi-thread wall-clock. Backends:
 - ``ort_int8``           ``ort_fp32`` statically quantised (QDQ, u8/s8 per-channel, 8 frames)
 - ``torch_cuda_fp16``, ``ort_cuda_fp32``, ``tensorrt_fp16``  only where CUDA / TensorRT exist
 
-It also records the machine's ONNX Runtime GEMM speed (fp32 and u8×s8, one thread) and the
-resulting compute floor (the network's FLOPs / fp32 GEMM speed): ``ort_fp32_over_floor``
-says how close the graph gets to the floor, independently of how loaded the machine was.
+It also records the machine's ONNX Runtime GEMM speed (fp32 and u8×s8, one thread; fp32 on
+``--threads`` threads by wall-clock) and the resulting compute floors (the network's FLOPs /
+fp32 GEMM speed): ``ort_fp32_over_floor`` and ``ort_fp32_latency_over_floor`` say how close the
+graph gets to them. ``targets`` checks the deployment issue's CPU targets (ORT fp32 ≤ 96 ms,
+≥ 2× eager; INT8 ≥ 1.5× ORT fp32) and records each measured value.
 
 Prints the JSON and writes it (atomically) to ``--out``.
 """
@@ -45,6 +47,9 @@ def _cpu_info() -> dict:
     try:
         text = Path("/proc/cpuinfo").read_text()
         info["model"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+        # family/model number name the micro-architecture where the model name is vague (e.g. "AMD EPYC" under KVM)
+        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+        info["family_model"] = f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}"
         flags = set(next(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")).split())
         info["simd"] = sorted(f for f in flags if f.startswith(("avx", "fma", "amx")) or "vnni" in f)
     except (OSError, StopIteration):
@@ -63,6 +68,44 @@ def _time_rounds(fns: dict, rounds: int, warmup: int, clock=time.perf_counter) -
             fn()
             times[name].append((clock() - t) * 1e3)
     return times
+
+
+def _fp32_gemm_wall(threads: int, n: int = 1024, repeats: int = 7) -> float:
+    """GFLOP/s of ONNX Runtime's fp32 MatMul (n³) on ``threads`` threads, by wall-clock.
+
+    Divided into a network's FLOPs, the floor for the multi-thread latency table.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+                                so, providers=["CPUExecutionProvider"])
+    a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
+    sess.run(None, {"a": a, "b": b})
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, {"a": a, "b": b})
+        times.append(time.perf_counter() - t)
+    return round(2 * n**3 / np.median(times) / 1e9, 2)
+
+
+def _targets(entry: dict, times: dict[str, list[float]]) -> dict:
+    """The issue's CPU targets at this size, each with the measured value and whether it is met."""
+    lat = entry["latency"]
+    out = {"ort_fp32_at_most_96_ms": {"value_ms": lat["ort_fp32"]["median_ms"],
+                                      "met": lat["ort_fp32"]["median_ms"] <= 96.0},
+           "ort_fp32_2x_eager": {"value": lat["ort_fp32"]["speedup_vs_torch_eager"],
+                                 "met": lat["ort_fp32"]["speedup_vs_torch_eager"] >= 2.0}}
+    if "ort_int8" in times:
+        ratio = round(float(np.median(np.array(times["ort_fp32"]) / np.array(times["ort_int8"]))), 3)
+        out["int8_1.5x_ort_fp32"] = {"value": ratio, "met": ratio >= 1.5}
+    return out
 
 
 def _gemm_speed(threads: int = 1, n: int = 1024, repeats: int = 7) -> dict[str, float]:
@@ -195,6 +238,12 @@ def main(argv: list[str] | None = None) -> dict:
                 entry["gflop"] = round(flops[(h, w)] / 1e9, 2)
                 entry["compute_floor_1_thread_ms"] = round(floor_ms, 1)
                 entry["ort_fp32_over_floor"] = round(entry["cpu_time_1_thread"]["ort_fp32"]["median_ms"] / floor_ms, 3)
+                gflops_wall = _fp32_gemm_wall(args.threads)
+                entry[f"gemm_{args.threads}_threads_wall"] = {"fp32_gflops": gflops_wall}
+                entry["compute_floor_ms"] = round(flops[(h, w)] / 1e9 / gflops_wall * 1e3, 1)
+                entry["ort_fp32_latency_over_floor"] = round(entry["latency"]["ort_fp32"]["median_ms"]
+                                                             / entry["compute_floor_ms"], 3)
+            entry["targets"] = _targets(entry, times)
             torch.set_num_threads(args.threads)
             if cuda:
                 entry["gpu"] = _gpu_backends(net, fast.path, (h, w), trt_ok, trt_reason, tmp)

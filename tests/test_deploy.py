@@ -226,6 +226,8 @@ def test_make_backend_torch_and_errors(tiny_net):
         make_backend("torch", "model.onnx")
     with pytest.raises(ValueError, match="fp16 needs device='cuda'"):
         make_backend("torch", tiny_net, precision="fp16")
+    with pytest.raises(ValueError, match="int8_keep_fp32=3 applies to backend 'onnxruntime'"):
+        make_backend("torch", tiny_net, int8_keep_fp32=3)
 
 
 # ---- TensorRT -----------------------------------------------------------------------------

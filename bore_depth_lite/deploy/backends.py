@@ -88,7 +88,8 @@ class OnnxRuntimeBackend:
 
 def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, int] | None = None,
                  precision: str = "fp32", device: str = "cpu", threads: int | None = 2,
-                 workdir: str | Path | None = None, calibration_images: np.ndarray | None = None):
+                 workdir: str | Path | None = None, calibration_images: np.ndarray | None = None,
+                 int8_keep_fp32: int = 0):
     """Build a backend: ``callable(normalised (B, 3, H, W)) -> depth (B, 1, H, W)`` on the CPU.
 
     Args:
@@ -103,11 +104,15 @@ def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, i
         workdir: where exported/quantised files go (default: a temporary folder kept for
             the backend's lifetime).
         calibration_images: (N, 3, H, W) for int8; default: 8 rendered synthetic frames.
+        int8_keep_fp32: onnxruntime int8: keep this many of the most error-prone convs in fp32
+            (``quantize_int8(keep_sensitive=...)``: one extra quantisation per conv to rank them).
     """
     if name not in BACKENDS:
         raise ValueError(f"backend {name!r}: expected one of {BACKENDS}")
     if precision not in ("fp32", "fp16", "int8"):
         raise ValueError(f"precision {precision!r}: expected 'fp32', 'fp16' or 'int8'")
+    if int8_keep_fp32 and (precision != "int8" or name != "onnxruntime"):
+        raise ValueError(f"int8_keep_fp32={int8_keep_fp32} applies to backend 'onnxruntime' with precision 'int8' only")
     if name == "torch":
         if not isinstance(model, nn.Module):
             raise ValueError("backend 'torch' needs a DepthNet module, not a file path")
@@ -149,7 +154,8 @@ def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, i
         elif precision == "int8":
             if calibration_images is None:
                 calibration_images = synthetic_calibration_images(8, size or (256, 320))
-            onnx_path = quantize_int8(onnx_path, workdir / f"{onnx_path.stem}_int8.onnx", calibration_images)
+            onnx_path = quantize_int8(onnx_path, workdir / f"{onnx_path.stem}_int8.onnx", calibration_images,
+                                      keep_sensitive=int8_keep_fp32)
         backend = OnnxRuntimeBackend(onnx_path, provider=device, threads=threads)
     backend._workdir = keep  # the temporary folder lives as long as the backend
     return backend
