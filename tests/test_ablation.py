@@ -55,6 +55,9 @@ def test_config_rejects_unknown_keys_and_variants(tmp_path):
     bad.write_text("variants: [stage1, efaf]\n")
     with pytest.raises(SystemExit, match="variants"):
         ablation.load_config(bad)
+    bad.write_text("jobs: 0\n")
+    with pytest.raises(SystemExit, match="jobs must be a positive integer"):
+        ablation.load_config(bad)
     default = ablation.load_config(ROOT / "bench" / "ablation.yaml")
     assert len(default["seeds"]) >= 3 and set(default["variants"]) == set(ablation.VARIANTS)
 
@@ -70,7 +73,7 @@ def test_tiny_sweep_end_to_end(tmp_path):
         "teacher: {steps: 12, batch_size: 2}\n"
         "train: {stage1_steps: 1, stage2_steps: 1, batch_size: 2, sample_index: 1}\n")
     out, work = tmp_path / "out", tmp_path / "work"
-    assert ablation.main(["--config", str(config), "--out", str(out), "--work", str(work)]) == 0
+    assert ablation.main(["--config", str(config), "--out", str(out), "--work", str(work), "--jobs", "2"]) == 0
 
     result = json.loads((out / "ablation.json").read_text())
     ran = set(result["summary"])
@@ -93,5 +96,5 @@ def test_tiny_sweep_end_to_end(tmp_path):
     # A second call finds every run done and repeats none of them.
     before = {p: p.stat().st_mtime_ns for p in work.glob("*-seed0/metrics.json")}
     assert len(before) == len(ran)
-    assert ablation.main(["--config", str(config), "--out", str(out), "--work", str(work)]) == 0
+    assert ablation.main(["--config", str(config), "--out", str(out), "--work", str(work), "--jobs", "2"]) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("*-seed0/metrics.json")} == before
