@@ -27,6 +27,7 @@ def test_deploy_benchmark_writes_latency_floor_and_targets(tmp_path):
     assert entry["parity_vs_torch"]["ort_fp32"]["max_rel"] < 1e-4
     assert entry["gemm_2_threads_wall"]["fp32_gflops"] > 0 and entry["compute_floor_ms"] > 0
     targets = entry["targets"]
-    assert set(targets) == {"ort_fp32_at_most_96_ms", "ort_fp32_2x_eager", "int8_1.5x_ort_fp32"}
-    assert targets["ort_fp32_at_most_96_ms"]["met"] == (entry["latency"]["ort_fp32"]["median_ms"] <= 96)
+    # the 96 ms target is set for 256x320 only
+    assert set(targets) == {"ort_fp32_2x_eager", "int8_1.5x_ort_fp32"}
+    assert targets["int8_1.5x_ort_fp32"]["met"] == (targets["int8_1.5x_ort_fp32"]["value"] >= 1.5)
     assert targets["ort_fp32_2x_eager"]["value"] == entry["latency"]["ort_fp32"]["speedup_vs_torch_eager"]
