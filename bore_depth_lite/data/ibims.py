@@ -12,20 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import LayoutError, read_label_png, write_depth, write_image, write_intrinsics, write_label_png
+from .layout import (LayoutError, load_mat_v5, read_label_png, read_name_list, write_depth, write_image, write_intrinsics,
+                     write_label_png)
 
 FIELDS = ("rgb", "depth", "edges", "calib", "mask_invalid", "mask_transp")
 BORE_INTRINSICS = (559.62, 558.14, 361.87, 241.99)  # fx, fy, cx, cy used by BoRe-Depth (1-based)
 
 
 def read_imagelist(path: str | os.PathLike) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise LayoutError(f"{path}: iBims-1 imagelist.txt not found")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not names:
-        raise LayoutError(f"{path}: imagelist is empty (expected one image name per line)")
-    return names
+    return read_name_list(path, "iBims-1 imagelist.txt", "image name")
 
 
 def calib_to_K(calib: np.ndarray, zero_based: bool = True) -> np.ndarray:
@@ -43,15 +38,8 @@ def load_mat(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """One ``ibims1_core_mat/<name>.mat``: ``rgb`` (H,W,3) uint8, ``depth`` (H,W) float32
     metres, ``edges`` (H,W) bool, ``K`` (3,3) 0-based, ``valid`` (H,W) bool (both masks and
     depth > 0), and the raw masks."""
-    from scipy.io import loadmat
-
     path = Path(path)
-    if not path.is_file():
-        raise LayoutError(f"{path}: iBims-1 .mat file not found")
-    try:
-        mat = loadmat(path)
-    except Exception as err:
-        raise LayoutError(f"{path}: could not read as a MATLAB v5 .mat ({err})") from err
+    mat = load_mat_v5(path, "iBims-1 .mat file")
     if "data" not in mat:
         raise LayoutError(f"{path}: no variable 'data' (expected the 1x1 struct of ibims1_core_mat)")
     data = mat["data"]

@@ -55,17 +55,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 # ----------------------------------------------------------------------------- images
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 (H,W,3). Raises LayoutError naming the file if it is missing or corrupt."""
-    path = Path(path)
+def _decode_png_or_jpeg(path: Path, what: str, as_what: str, mode: str | None = None) -> np.ndarray:
+    """Decode an image file (converted to ``mode`` if given); LayoutError naming the file if
+    it is missing or corrupt."""
     if not path.is_file():
-        raise LayoutError(f"{path}: image file not found")
+        raise LayoutError(f"{path}: {what} file not found")
     try:
         with Image.open(path) as im:
             im.load()
-            return np.array(im.convert("RGB"))
+            return np.array(im.convert(mode) if mode else im)
     except Exception as err:  # PIL raises several types for truncated/corrupt data
-        raise LayoutError(f"{path}: could not decode as a PNG/JPEG image ({type(err).__name__}: {err})") from err
+        raise LayoutError(f"{path}: could not decode as {as_what} ({type(err).__name__}: {err})") from err
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint8 (H,W,3). Raises LayoutError naming the file if it is missing or corrupt."""
+    return _decode_png_or_jpeg(Path(path), "image", "a PNG/JPEG image", mode="RGB")
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
@@ -82,14 +87,7 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
     """An 8- or 16-bit single-channel PNG as an integer array (H,W)."""
     path = Path(path)
-    if not path.is_file():
-        raise LayoutError(f"{path}: label file not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im)
-    except Exception as err:
-        raise LayoutError(f"{path}: could not decode as a PNG label map ({type(err).__name__}: {err})") from err
+    arr = _decode_png_or_jpeg(path, "label", "a PNG label map")
     if arr.ndim != 2:
         raise LayoutError(f"{path}: expected a single-channel label PNG, got shape {arr.shape}")
     return arr
@@ -190,15 +188,37 @@ def write_poses(path: str | os.PathLike, poses: np.ndarray) -> None:
     atomic_write_bytes(Path(path), lines.encode())
 
 
-def read_split(path: str | os.PathLike) -> list[str]:
-    """Scene names of a split file (``train.txt``/``val.txt``); an empty split is an error."""
+def read_name_list(path: str | os.PathLike, what: str, item: str) -> list[str]:
+    """The non-blank lines of a text file, stripped; LayoutError if it is missing or empty.
+
+    ``what`` names the file and ``item`` what each line holds, for the error messages.
+    """
     path = Path(path)
     if not path.is_file():
-        raise LayoutError(f"{path}: split file not found (expected one scene folder name per line)")
+        raise LayoutError(f"{path}: {what} not found (expected one {item} per line)")
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:
-        raise LayoutError(f"{path}: split file is empty (expected one scene folder name per line)")
+        raise LayoutError(f"{path}: {what} is empty (expected one {item} per line)")
     return names
+
+
+def read_split(path: str | os.PathLike) -> list[str]:
+    """Scene names of a split file (``train.txt``/``val.txt``); an empty split is an error."""
+    return read_name_list(path, "split file", "scene folder name")
+
+
+def load_mat_v5(path: str | os.PathLike, what: str) -> dict:
+    """``scipy.io.loadmat`` of a MATLAB v5 file; LayoutError naming ``what`` if it is missing
+    or unreadable."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    if not path.is_file():
+        raise LayoutError(f"{path}: {what} not found")
+    try:
+        return loadmat(path)
+    except Exception as err:
+        raise LayoutError(f"{path}: could not read as a MATLAB v5 .mat ({err})") from err
 
 
 def write_split(path: str | os.PathLike, names: list[str]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import LayoutError, frame_name, write_depth, write_image, write_intrinsics, write_label_png
+from .layout import LayoutError, frame_name, load_mat_v5, write_depth, write_image, write_intrinsics, write_label_png
 
 # RGB camera of the NYU toolbox (camera_params.m), in its 1-based pixel coordinates.
 TOOLBOX_RGB = (5.1885790117450188e02, 5.1946961112127485e02, 3.2558244941119034e02, 2.5373616633400465e02)
@@ -90,15 +90,8 @@ def load_labeled(path: str | os.PathLike, indices=None, with_labels: bool = Fals
 
 def read_splits(path: str | os.PathLike, num_images: int | None = None) -> dict[str, np.ndarray]:
     """``splits.mat`` (MATLAB v5): 0-based ``train`` and ``test`` index arrays."""
-    from scipy.io import loadmat
-
     path = Path(path)
-    if not path.is_file():
-        raise LayoutError(f"{path}: NYUv2 splits.mat not found")
-    try:
-        mat = loadmat(path)
-    except Exception as err:
-        raise LayoutError(f"{path}: could not read as a MATLAB v5 .mat ({err})") from err
+    mat = load_mat_v5(path, "NYUv2 splits.mat")
     missing = [k for k in ("trainNdxs", "testNdxs") if k not in mat]
     if missing:
         raise LayoutError(f"{path}: missing {missing}; expected trainNdxs and testNdxs (1-based indices)")
