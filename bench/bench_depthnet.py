@@ -119,21 +119,23 @@ def peak_memory_mb(config: str, h: int, w: int, threads: int) -> tuple[float, fl
     return result
 
 
-def time_interleaved(net, x, runs: int) -> dict[str, list[float]]:
+def time_interleaved(net, x, runs: int, clock=time.perf_counter, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per forward by ``clock``, ours and straightforward alternating, so both see the
+    same load; ``warmup`` rounds of each first (oneDNN primitive creation)."""
     times = {"ours": [], "straightforward": []}
     with torch.no_grad():
-        for _ in range(2):  # warm-up (oneDNN primitive creation)
+        for _ in range(warmup):
             net(x)
             with straightforward():
                 net(x)
         for _ in range(runs):
-            t = time.perf_counter()
+            t = clock()
             net(x)
-            times["ours"].append(time.perf_counter() - t)
+            times["ours"].append(clock() - t)
             with straightforward():
-                t = time.perf_counter()
+                t = clock()
                 net(x)
-                times["straightforward"].append(time.perf_counter() - t)
+                times["straightforward"].append(clock() - t)
     return times
 
 
@@ -142,21 +144,12 @@ def cpu_time_interleaved(net, x, runs: int) -> dict[str, list[float]]:
     other processes compete for the cores, so the ours/straightforward ratio stays meaningful."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    times = {"ours": [], "straightforward": []}
     try:
         with torch.no_grad():
             net(x)
-            for _ in range(runs):
-                t = time.process_time()
-                net(x)
-                times["ours"].append(time.process_time() - t)
-                with straightforward():
-                    t = time.process_time()
-                    net(x)
-                    times["straightforward"].append(time.process_time() - t)
+        return time_interleaved(net, x, runs, clock=time.process_time, warmup=0)
     finally:
         torch.set_num_threads(threads)
-    return times
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,29 +70,37 @@ def _time_rounds(fns: dict, rounds: int, warmup: int, clock=time.perf_counter) -
     return times
 
 
-def _fp32_gemm_wall(threads: int, n: int = 1024, repeats: int = 7) -> float:
-    """GFLOP/s of ONNX Runtime's fp32 MatMul (n³) on ``threads`` threads, by wall-clock.
-
-    Divided into a network's FLOPs, the floor for the multi-thread latency table.
-    """
+def _matmul_gflops(op: str, threads: int, clock, warmup: bool, n: int = 1024, repeats: int = 7) -> float:
+    """GFLOP/s of one ONNX Runtime n×n matrix product: ``MatMul`` (fp32) or ``MatMulInteger``
+    (u8×s8), median of ``repeats`` runs timed by ``clock``."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "ab"],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    ta, tb, tc = ((TensorProto.FLOAT,) * 3 if op == "MatMul"
+                  else (TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32))
+    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], "gemm",
+                              [helper.make_tensor_value_info("a", ta, [n, n]), helper.make_tensor_value_info("b", tb, [n, n])],
+                              [helper.make_tensor_value_info("c", tc, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
-                                so, providers=["CPUExecutionProvider"])
-    a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
-    sess.run(None, {"a": a, "b": b})
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    dtype = {TensorProto.FLOAT: np.float32, TensorProto.UINT8: np.uint8, TensorProto.INT8: np.int8}
+    feed = {"a": (np.random.rand(n, n) * 100).astype(dtype[ta]), "b": (np.random.rand(n, n) * 50).astype(dtype[tb])}
+    if warmup:
+        sess.run(None, feed)
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
-        sess.run(None, {"a": a, "b": b})
-        times.append(time.perf_counter() - t)
+        t = clock()
+        sess.run(None, feed)
+        times.append(clock() - t)
     return round(2 * n**3 / np.median(times) / 1e9, 2)
+
+
+def _fp32_gemm_wall(threads: int) -> float:
+    """GFLOP/s of fp32 MatMul on ``threads`` threads, by wall-clock: divided into a network's
+    FLOPs, the floor for the multi-thread latency table."""
+    return _matmul_gflops("MatMul", threads, time.perf_counter, warmup=True)
 
 
 def _targets(entry: dict, times: dict[str, list[float]], size: tuple[int, int]) -> dict:
@@ -110,35 +118,15 @@ def _targets(entry: dict, times: dict[str, list[float]], size: tuple[int, int]) 
     return out
 
 
-def _gemm_speed(threads: int = 1, n: int = 1024, repeats: int = 7) -> dict[str, float]:
-    """GFLOP/s of ONNX Runtime's fp32 MatMul and u8×s8 MatMulInteger (n³), by thread CPU time.
+def _gemm_speed() -> dict[str, float]:
+    """GFLOP/s of ONNX Runtime's fp32 MatMul and u8×s8 MatMulInteger (n³), one thread, by
+    thread CPU time.
 
     The fp32 figure turns a network's FLOPs into a compute floor on *this* machine at *this*
     load; the int8/fp32 ratio is the most INT8 can gain on its convolutions here.
     """
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    out = {}
-    for name, op, ta, tb, tc in [("fp32", "MatMul", TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.FLOAT),
-                                 ("u8s8", "MatMulInteger", TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32)]:
-        graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], "gemm",
-                                  [helper.make_tensor_value_info("a", ta, [n, n]), helper.make_tensor_value_info("b", tb, [n, n])],
-                                  [helper.make_tensor_value_info("c", tc, [n, n])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        dtype = {TensorProto.FLOAT: np.float32, TensorProto.UINT8: np.uint8, TensorProto.INT8: np.int8}
-        a = (np.random.rand(n, n) * 100).astype(dtype[ta])
-        b = (np.random.rand(n, n) * 50).astype(dtype[tb])
-        times = []
-        for _ in range(repeats):
-            t = time.thread_time()
-            sess.run(None, {"a": a, "b": b})
-            times.append(time.thread_time() - t)
-        out[f"{name}_gflops_1_thread"] = round(2 * n**3 / np.median(times) / 1e9, 2)
+    out = {f"{name}_gflops_1_thread": _matmul_gflops(op, 1, time.thread_time, warmup=False)
+           for name, op in [("fp32", "MatMul"), ("u8s8", "MatMulInteger")]}
     out["int8_over_fp32"] = round(out["u8s8_gflops_1_thread"] / out["fp32_gflops_1_thread"], 3)
     return out
 
