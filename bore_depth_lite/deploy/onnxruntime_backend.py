@@ -240,7 +240,8 @@ def _sensitivity(prep: Path, images: np.ndarray, excluded: list[str], options: d
     name = sess.get_inputs()[0].name
     reference = np.concatenate([sess.run(None, {name: images[i:i + 1]})[0] for i in range(len(images))])
     convs = [n.name for n in onnx.load(str(prep)).graph.node if n.op_type in options["op_types"]]
-    candidates = [c for c in convs if c not in set(excluded)]
+    skip = set(excluded)
+    candidates = [c for c in convs if c not in skip]
     change = {}
     trial = prep.with_name("trial.onnx")
     try:
