@@ -1,6 +1,7 @@
 """Open the built website in headless Chromium, as a reader would.
 
 Needs `_build/html` (``make site``) and Debian's ``chromium``; ``make test`` provides both.
+Chromium runs with the network unreachable: the site must read offline (MathJax included).
 Outside CI the tests skip with the reason when either is missing; under CI they fail.
 """
 from __future__ import annotations
@@ -24,7 +25,11 @@ HTML = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
-         "--hide-scrollbars"]
+         "--hide-scrollbars",
+         # The reader is offline: Chromium may load nothing but the local server. Every host name
+         # but 127.0.0.1 fails to resolve, and anything else goes to a proxy on the closed port 9.
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9",
+         "--proxy-bypass-list=127.0.0.1"]
 
 
 def _require(condition: bool, reason: str) -> None:
@@ -56,6 +61,7 @@ def _chromium(*args: str) -> str:
     return done.stdout
 
 
+@functools.lru_cache(maxsize=None)     # one Chromium run per page, shared by the tests
 def _dom(url: str) -> str:
     return _chromium("--virtual-time-budget=10000", "--dump-dom", url)
 
@@ -88,3 +94,20 @@ def test_each_chapter_renders_its_title_and_figures(site_url, tmp_path):
             f"{rel}: no Colab launch link to the configured repository"
     _screenshot(f"{site_url}/{chapters[0].relative_to(ROOT).with_suffix('.html').as_posix()}",
                 tmp_path / "chapter.png")
+
+
+def test_each_chapter_typesets_its_math_offline(site_url):
+    """MathJax is served by the site itself (_ext/local_mathjax.py), so math reads offline."""
+    chapters = [p for p in toc_notebooks() if p.suffix == ".ipynb"]
+    _require(bool(chapters), "no chapter notebooks yet")
+    for nb in chapters:
+        rel = nb.relative_to(ROOT).with_suffix(".html").as_posix()
+        html = (HTML / rel).read_text(encoding="utf-8")
+        assert re.search(r'<(?:span|div) class="math[ "]', html), f"{rel}: no formula in the chapter"
+        src = re.search(r'<script[^>]+src="([^"]*mathjax[^"]*)"', html)
+        assert src, f"{rel}: the page does not load MathJax"
+        assert "://" not in src.group(1) and not src.group(1).startswith("/"), \
+            f"{rel}: MathJax comes from {src.group(1)}, not from the site (relative URL)"
+        assert (HTML / rel).parent.joinpath(src.group(1)).is_file(), f"{rel}: {src.group(1)} is not in the site"
+        typeset = _dom(f"{site_url}/{rel}").count("<mjx-container")
+        assert typeset >= 1, f"{rel}: no formula was typeset by MathJax with the network unreachable"
