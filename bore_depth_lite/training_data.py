@@ -46,7 +46,7 @@ def ensure_synthetic(config: SyntheticConfig, cache: Path | None = None) -> Path
     c = config
     name = (f"{c.preset}-{c.height}x{c.width}-seed{c.seed}-train{c.train_scenes}x{c.frames_per_scene}"
             f"-val{c.val_scenes}x{c.val_frames_per_scene}-test{c.test_scenes}x{c.test_frames_per_scene}"
-            f"-{renderer_version()}")
+            f"{'-pseudo' if c.pseudo_depth else ''}-{renderer_version()}")
     root = (cache or data_cache_dir()) / "synthetic" / name
     if (root / "info.json").is_file():
         return root
@@ -60,11 +60,20 @@ def ensure_synthetic(config: SyntheticConfig, cache: Path | None = None) -> Path
     return root
 
 
+def needs_pseudo_depth(config: TrainConfig) -> bool:
+    """Whether the run uses SC-Depth v3's pseudo-depth terms (any of their weights > 0)."""
+    return any((config.normal_weight, config.mask_rank_weight, config.normal_rank_weight))
+
+
 def synthetic_config_for(config: TrainConfig) -> SyntheticConfig:
+    """The synthetic world a run trains on; with the pseudo-depth terms on, its training scenes
+    also get the *simulated* pseudo-depth (true depth under a random monotone distortion and
+    blur; the frames themselves are the same)."""
     return SyntheticConfig(preset=config.synthetic_preset, height=config.height, width=config.width, seed=config.seed,
                            train_scenes=config.synthetic_scenes, val_scenes=0,
                            frames_per_scene=config.synthetic_frames, test_scenes=4,
-                           test_frames_per_scene=max(1, config.val_images // 4))
+                           test_frames_per_scene=max(1, config.val_images // 4),
+                           pseudo_depth=needs_pseudo_depth(config))
 
 
 def data_root_for(config: TrainConfig) -> Path:
@@ -78,11 +87,24 @@ def data_root_for(config: TrainConfig) -> Path:
 
 
 def training_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
-    """(training triplets, test images) at the run's resolution."""
+    """(training triplets, test images) at the run's resolution.
+
+    With the pseudo-depth terms on, each training item also holds the target's pseudo-depth
+    ``tgt_pseudo_depth`` (1,H,W), read from ``pseudo_depth/`` and moved by the same resize,
+    flip and scale-crop as the frames (nearest-neighbour, values unchanged).
+    """
     root = data_root_for(config)
     size = Resize(config.height, config.width)
     transform = Compose([size, *train_augmentation().transforms]) if config.augment else size
-    train = TrainTripletDataset(root, "train", frame_step=config.frame_step, transform=transform)
+    pseudo = needs_pseudo_depth(config)
+    try:
+        train = TrainTripletDataset(root, "train", frame_step=config.frame_step, transform=transform,
+                                    with_pseudo_depth=pseudo)
+    except LayoutError as err:
+        if pseudo and "pseudo-depth" in str(err):
+            raise LayoutError(f"the pseudo-depth terms (normal/mask-rank/normal-rank weight > 0) need pseudo_depth/ "
+                              f"in every training scene: {err}") from err
+        raise
     val = TestDataset(root, image_size=(config.height, config.width)) if (root / "testing").is_dir() else None
     return train, val
 
