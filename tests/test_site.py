@@ -108,6 +108,40 @@ def test_each_chapter_typesets_its_math_offline(site_url):
         assert src, f"{rel}: the page does not load MathJax"
         assert "://" not in src.group(1) and not src.group(1).startswith("/"), \
             f"{rel}: MathJax comes from {src.group(1)}, not from the site (relative URL)"
-        assert (HTML / rel).parent.joinpath(src.group(1)).is_file(), f"{rel}: {src.group(1)} is not in the site"
+        # Sphinx appends ?v=<checksum> when the file is already in the output (a rebuild)
+        assert (HTML / rel).parent.joinpath(src.group(1).split("?")[0]).is_file(), \
+            f"{rel}: {src.group(1)} is not in the site"
         typeset = _dom(f"{site_url}/{rel}").count("<mjx-container")
         assert typeset >= 1, f"{rel}: no formula was typeset by MathJax with the network unreachable"
+
+
+def test_references_and_exercises_render(site_url):
+    """The References page lists every book/references.bib entry; citations link to it; the
+    appendix's {exercise} renders with its {solution} folded away until the reader opens it."""
+    bib = (ROOT / "book" / "references.bib").read_text(encoding="utf-8")
+    keys = re.findall(r"^@\w+\{([^,\s]+),", bib, re.M)
+    assert len(keys) >= 20 and len(set(keys)) == len(keys), "references.bib: too few or duplicate keys"
+    dom = _dom(f"{site_url}/book/bibliography.html")
+    entries = re.findall(r'<div class="citation" id="[^"]+"', dom)
+    assert len(entries) == len(keys), f"References lists {len(entries)} entries for {len(keys)} keys"
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    for title in ("Unsupervised scale-consistent depth and ego-motion learning from monocular video",  # SC-Depth
+                  "Digging into self-supervised monocular depth estimation",                          # Monodepth2
+                  "BoRe-Depth: self-supervised monocular depth estimation with boundary refinement"):
+        assert title in text, f"References: no entry {title!r}"
+
+    dom = _dom(f"{site_url}/book/appendix_reference.html")
+    assert re.search(r'<a class="reference internal" href="bibliography\.html#[^"]+"', dom), \
+        "appendix_reference: no citation links to the References page"
+
+    dom = _dom(f"{site_url}/book/appendix_notation.html")
+    exercise = re.search(r'<div class="exercise admonition[^"]*" id="ex-notation-warp"', dom)
+    assert exercise, "appendix_notation: the {exercise} did not render as an admonition"
+    assert "Warping one pixel by hand" in dom
+    solution = re.search(r'<div class="(solution[^"]*)" id="[^"]*solution[^"]*">(.*?)</section>', dom, re.S)
+    assert solution, "appendix_notation: no {solution} admonition"
+    classes, body = solution.group(1).split(), solution.group(2)
+    assert "dropdown" in classes and "toggle-hidden" in classes, \
+        f"the solution is not folded by default (classes {classes})"
+    assert 'aria-expanded="false"' in body and 'href="#ex-notation-warp"' in body
+    assert "teach the network so little about their depth" in body, "the solution's content is missing"
