@@ -11,43 +11,36 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .fileio import atomic_write
+
 __all__ = ["atomic_save", "safe_load", "rng_state", "set_rng_state"]
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically (temp file in the same folder + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` to ``path`` atomically (temp file in the same folder + fsync + rename;
+    temporaries of killed earlier writes are removed: :func:`bore_depth_lite.fileio.atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True`` and explain what went wrong if it fails."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError here
-        raise ValueError(f"{path}: not a readable checkpoint of tensors and plain containers "
-                         f"(truncated file, or it holds pickled objects): {err}") from err
+    """Load a checkpoint with ``weights_only=True``; the one loader of the package
+    (:func:`bore_depth_lite.models.official.safe_torch_load`) explains what went wrong.
+
+    Raises FileNotFoundError (no such file) or ValueError naming the file (not a checkpoint,
+    truncated, pickled objects, not a dict).
+    """
+    from .models.official import safe_torch_load
+
+    state = safe_torch_load(path, map_location)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a checkpoint dict, found a {type(state).__name__}")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

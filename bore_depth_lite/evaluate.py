@@ -104,6 +104,23 @@ def _load(checkpoint: str | None, device: torch.device) -> nn.Module:
     return load_any_depthnet(checkpoint, map_location="cpu").to(device).eval()
 
 
+def _fail(message: str, code: int) -> SystemExit:
+    """One line on stderr; 2 for a bad argument, 1 for an input that cannot be used."""
+    print(f"bore-depth-evaluate: error: {message}", file=sys.stderr)
+    return SystemExit(code)
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN/inf → None everywhere (per-image results too): the file stays valid JSON."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bore-depth-evaluate", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -117,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="write the results (and per-image metrics) here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -125,32 +143,57 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import resolve_device
     from .data.datasets import TestDataset
+    from .fileio import atomic_write_text, check_output_file
 
-    device = resolve_device(args.device)
+    # Every argument is checked before the network is loaded or any image is read.
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as err:
+        raise _fail(f"--device: {err}", 2) from None
+    if args.limit is not None and args.limit < 1:
+        raise _fail(f"--limit: expected an integer >= 1, found {args.limit}", 2)
+    if args.size is not None and min(args.size) < 1:
+        raise _fail(f"--size: expected two positive integers H W, found {args.size[0]} {args.size[1]}", 2)
+    if args.json is not None:
+        try:
+            check_output_file(args.json, "--json", overwrite=args.overwrite)
+        except ValueError as err:
+            raise _fail(str(err), 2) from None
+    if args.checkpoint not in (None, "pretrained") and not Path(args.checkpoint).is_file():
+        raise _fail(f"--checkpoint {args.checkpoint}: expected a checkpoint file, found "
+                    f"{'a folder' if Path(args.checkpoint).is_dir() else 'nothing'}", 2)
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise _fail(f"--data-root {args.data_root}: expected a prepared data set folder (holding testing/), found "
+                    f"{'a file' if args.data_root.exists() else 'nothing'}", 2)
     protocol, size, png_scale = DATASETS[args.dataset]
     protocol = args.protocol or protocol
     size = tuple(args.size) if args.size else size
     root = args.data_root
-    if root is None:
-        if not args.dataset.startswith("synthetic"):
-            raise SystemExit(f"bore-depth-evaluate: --dataset {args.dataset} needs --data-root (see data_scripts/)")
-        from .data.generate import SyntheticConfig
-        from .training_data import ensure_synthetic
+    if root is None and not args.dataset.startswith("synthetic"):
+        raise _fail(f"--dataset {args.dataset} needs --data-root (see data_scripts/)", 2)
+    try:
+        net = _load(args.checkpoint, device)
+    except (FileNotFoundError, ValueError) as err:
+        raise _fail(str(err), 1) from None
+    try:
+        if root is None:
+            from .data.generate import SyntheticConfig
+            from .training_data import ensure_synthetic
 
-        preset = "driving" if args.dataset == "synthetic-driving" else "indoor"
-        h, w = size or (96, 160)   # the chapters' and the shipped network's training size
-        root = ensure_synthetic(SyntheticConfig(preset=preset, height=h, width=w, train_scenes=0, val_scenes=0,
-                                                test_scenes=4, test_frames_per_scene=8))
-    dataset = TestDataset(root, image_size=size, png_depth_scale=png_scale)
-    net = _load(args.checkpoint, device)
-    result = evaluate_depth_net(net, dataset, protocol, device, args.limit, not args.no_progress, per_image=True)
+            preset = "driving" if args.dataset == "synthetic-driving" else "indoor"
+            h, w = size or (96, 160)   # the chapters' and the shipped network's training size
+            root = ensure_synthetic(SyntheticConfig(preset=preset, height=h, width=w, train_scenes=0, val_scenes=0,
+                                                    test_scenes=4, test_frames_per_scene=8))
+        dataset = TestDataset(root, image_size=size, png_depth_scale=png_scale)
+        result = evaluate_depth_net(net, dataset, protocol, device, args.limit, not args.no_progress, per_image=True)
+    except (FileNotFoundError, ValueError) as err:   # LayoutError and protocol errors name the file or value
+        raise _fail(str(err), 1) from None
     aggregate = result.pop("_aggregate")
     print(format_results_table({Path(args.checkpoint).name: aggregate}, style="text"))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
-        args.json.write_text(json.dumps({**clean, "checkpoint": args.checkpoint, "dataset": args.dataset,
-                                         "data_root": str(root)}, indent=2, default=float))
+        text = json.dumps(_json_ready({**result, "checkpoint": args.checkpoint, "dataset": args.dataset,
+                                       "data_root": str(root)}), indent=2, default=float)
+        atomic_write_text(args.json, text)
     return 0
 
 

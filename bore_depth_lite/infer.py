@@ -15,6 +15,7 @@ see ``bore_depth_lite.models.checkpoint``, or a released BoRe-Depth ``.ckpt``).
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 import warnings
 from pathlib import Path
@@ -33,6 +34,10 @@ from .preprocess import PRESETS, ImageLoadError, load_image, preprocess
 
 __all__ = ["main", "predict_depth", "colorize_depth", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
+#: ``--preset none`` warns above this many pixels per image; memory measured at ~330 bytes/pixel
+#: (tiny network, CPU, fp32): 6000x4000 took 7.6 GiB and 76 s.
+LARGE_IMAGE_PIXELS = 4_000_000
+BYTES_PER_PIXEL = 340
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
 
@@ -75,8 +80,20 @@ def _iter_video(path: Path) -> Iterator[tuple[str, np.ndarray]]:
     except ImageLoadError:
         raise
     except Exception as err:  # imageio raises many kinds; all mean "cannot decode this here"
-        raise ImageLoadError(f"{path}: cannot decode the video ({type(err).__name__}: {err}). For mp4/avi/mov "
-                             "install a backend: pip install av (or imageio-ffmpeg).") from None
+        detail = str(err).splitlines()[0][:200] if str(err) else ""
+        if path.suffix.lower() != ".gif" and not _video_backends():
+            hint = " For mp4/avi/mov install a backend: pip install av (or imageio-ffmpeg)."
+        else:
+            hint = f" The file is damaged, truncated or not a video (decoders installed: {', '.join(_video_backends()) or 'pillow'})."
+        raise ImageLoadError(f"{path}: cannot decode the video ({type(err).__name__}: {detail}).{hint}") from None
+
+
+def _video_backends() -> list[str]:
+    """The imageio video plugins that are installed (PyAV, imageio-ffmpeg)."""
+    import importlib.util
+
+    return [name for name, module in (("av", "av"), ("imageio-ffmpeg", "imageio_ffmpeg"))
+            if importlib.util.find_spec(module) is not None]
 
 
 def _collect(inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -96,11 +113,61 @@ def _collect(inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
     return items, notes
 
 
+def _check_outputs(items: list[tuple[Path, str]], out: Path, overwrite: bool) -> str | None:
+    """Why the batch cannot be written into ``out`` as given, or None: two inputs that would
+    write the same ``<name>.npy``/``.png`` (x/photo.png and y/photo.png; a.png and a.jpg), or
+    outputs already there (without ``overwrite``)."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: expected a folder, found a file"
+    seen: dict[str, tuple[Path, str]] = {}   # output name (videos: name pattern) -> (input, glob pattern)
+    for path, name in items:
+        video = path.suffix.lower() in VIDEO_EXTENSIONS
+        key = f"{path.stem}_frame*" if video else name
+        if key in seen:
+            return (f"{seen[key][0]} and {path} would both write {out / key}.{{npy,png}}: rename one, or run "
+                    "them with different --out folders")
+        seen[key] = (path, glob.escape(path.stem) + "_frame*" if video else glob.escape(name))
+    if not overwrite and out.is_dir():
+        for path, pattern in seen.values():
+            existing = sorted(out.glob(pattern + ".npy")) + sorted(out.glob(pattern + ".png"))
+            if existing:
+                return (f"--out {out}: {existing[0].name} (for {path}) exists; pass --overwrite to replace the "
+                        "depth maps there, or choose another --out")
+    return None
+
+
+def _warn_large(items: list[tuple[Path, str]]) -> None:
+    """With ``--preset none`` the network runs at each image's own size: say up front when that is big."""
+    for path, _ in items:
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as img:
+                    w, h = img.size
+        except Exception:  # unreadable files are reported when they are processed
+            continue
+        if w * h > LARGE_IMAGE_PIXELS:
+            gib = w * h * BYTES_PER_PIXEL / 2 ** 30
+            print(f"warning: {path} is {w}x{h} ({w * h / 1e6:.1f} MP) and --preset none runs the network at that "
+                  f"size: expect about {gib:.0f} GiB of memory and minutes per image on a CPU (a 24 MP photo took "
+                  "76 s and 7.6 GiB with the tiny network); use --preset nyu or kitti for speed", file=sys.stderr)
+
+
 def _frames(path: Path, name: str) -> Iterator[tuple[str, np.ndarray]]:
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         yield from _iter_video(path)
     else:
         yield name, load_image(path)
+
+
+def _write_outputs(out: Path, name: str, depth: np.ndarray, cmap: str) -> None:
+    """``<name>.npy`` and ``<name>.png``, each written atomically."""
+    from .fileio import atomic_write
+
+    atomic_write(out / f"{name}.npy", lambda f: np.save(f, depth.astype(np.float32)))
+    atomic_write(out / f"{name}.png", lambda f: Image.fromarray(colorize_depth(depth, cmap)).save(f, format="PNG"))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -122,6 +189,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime int8: keep the K most error-prone convs in fp32 (ranked on the calibration "
                         "frames, one extra quantisation per conv; 5 took the shipped network from +10.8%% to +1.5%% AbsRel)")
     p.add_argument("--keep-size", action="store_true", help="resize the depth back to the input image size")
+    p.add_argument("--overwrite", action="store_true", help="replace depth maps already in --out")
     p.add_argument("--cmap", default="magma", help="matplotlib colour map for the PNG")
     return p
 
@@ -133,8 +201,20 @@ def main(argv: list[str] | None = None) -> int:
               "written by bore_depth_lite training, or a released BoRe-Depth .ckpt), or --random-weights CONFIG "
               "for a smoke test with meaningless output.", file=sys.stderr)
         return 2
+    if args.int8_keep_fp32 < 0 or (args.int8_keep_fp32 and (args.backend, args.precision) != ("onnxruntime", "int8")):
+        print(f"error: --int8-keep-fp32 {args.int8_keep_fp32}: expected a count >= 0, used with --backend onnxruntime "
+              "--precision int8 only", file=sys.stderr)
+        return 2
+    items, notes = _collect(args.inputs)
+    problem = _check_outputs(items, args.out, args.overwrite)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
-        device = resolve_device(args.device)
+        try:
+            device = resolve_device(args.device)
+        except ValueError as err:
+            raise ValueError(f"--device: {err}") from None
         if args.checkpoint is not None:
             net = load_any_depthnet(args.checkpoint, map_location="cpu")
         else:
@@ -143,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SMOKE TEST: random {args.random_weights} weights, the depth maps are meaningless", file=sys.stderr)
         if args.cmap not in colormaps:
             raise ValueError(f"unknown colour map {args.cmap!r}")
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
     net = net.to(device).eval()
     preset = None if args.preset == "none" else args.preset
@@ -158,20 +238,24 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, RuntimeError, ImportError) as err:
             print(f"error: --backend {args.backend} --precision {args.precision}: {err}", file=sys.stderr)
             return 2
-    items, notes = _collect(args.inputs)
     failed = sum(n.startswith("error:") for n in notes)
     for n in notes:
         print(n, file=sys.stderr)
+    if preset is None:
+        _warn_large(items)
     args.out.mkdir(parents=True, exist_ok=True)
     done = 0
     for path, name in tqdm(items, desc="depth", unit="file"):
         try:
             for out_name, rgb in _frames(path, name):
                 depth = predict_depth(net, rgb, preset, device, args.keep_size)
-                np.save(args.out / f"{out_name}.npy", depth.astype(np.float32))
-                Image.fromarray(colorize_depth(depth, args.cmap)).save(args.out / f"{out_name}.png")
+                bad = ~np.isfinite(depth)
+                if bad.any():
+                    raise ValueError(f"{path}: the network predicted NaN/inf depth at {int(bad.sum())} of "
+                                     f"{depth.size} pixels; nothing written for it")
+                _write_outputs(args.out, out_name, depth, args.cmap)
                 done += 1
-        except (ImageLoadError, RuntimeError, ValueError) as err:
+        except (ImageLoadError, RuntimeError, ValueError, MemoryError) as err:
             failed += 1
             tqdm.write(f"error: {err}", file=sys.stderr)
     print(f"wrote {done} depth map(s) to {args.out}; {failed} input(s) failed", file=sys.stderr)

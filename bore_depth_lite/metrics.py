@@ -58,9 +58,13 @@ def as_numpy(x: ArrayLike, name: str, dtype: Any = np.float64) -> np.ndarray:
     Tensors are detached and moved to the CPU; this is the only place where torch enters.
     """
     if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise ValueError(f"{name} must hold real numbers, got a complex tensor ({x.dtype})")
         x = x.detach().cpu()
         x = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
         x = x.numpy()
+    if np.iscomplexobj(x):   # np.asarray(..., float64) would drop the imaginary part with a mere warning
+        raise ValueError(f"{name} must hold real numbers, got complex values")
     try:
         return np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as err:
@@ -113,20 +117,44 @@ def compute_depth_metrics(gt: ArrayLike, pred: ArrayLike) -> dict[str, float]:
         ValueError: shape mismatch, no pixel, NaN/inf, or a value <= 0 (naming the argument).
     """
     g, p = _check_pair(gt, pred)
-    diff = g - p
-    ratio = np.maximum(g / p, p / g)
-    log_diff = np.log(g) - np.log(p)
-    return {
-        "abs_rel": float(np.mean(np.abs(diff) / g)),
-        "sq_rel": float(np.mean(diff ** 2 / g)),
-        "rmse": float(np.sqrt(np.mean(diff ** 2))),
-        "rmse_log": float(np.sqrt(np.mean(log_diff ** 2))),
-        "log10": float(np.mean(np.abs(np.log10(g) - np.log10(p)))),
-        "delta1": float(np.mean(ratio < 1.25)),
-        "delta2": float(np.mean(ratio < 1.25 ** 2)),
-        "delta3": float(np.mean(ratio < 1.25 ** 3)),
-        "abs_diff": float(np.mean(np.abs(diff))),
-    }
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        diff = g - p                                   # |g - p| <= max(g, p): finite
+        abs_diff = np.abs(diff)
+        log_diff = np.log(g) - np.log(p)               # ratios via logs: g / p may not fit a float64
+        abs_log = np.abs(log_diff)
+        rel = abs_diff / g
+        metrics = {
+            "abs_rel": _mean(rel),
+            "sq_rel": _mean(rel * abs_diff),           # (g - p)^2 / g, without squaring first
+            "rmse": _root_mean_square(diff),
+            "rmse_log": _root_mean_square(log_diff),
+            "log10": _mean(abs_log / np.log(10.0)),
+            "delta1": float(np.mean(abs_log < np.log(1.25))),
+            "delta2": float(np.mean(abs_log < np.log(1.25 ** 2))),
+            "delta3": float(np.mean(abs_log < np.log(1.25 ** 3))),
+            "abs_diff": _mean(abs_diff),
+        }
+    overflow = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if overflow:
+        raise ValueError(f"{', '.join(overflow)} exceed(s) the float64 range: gt spans [{g.min():g}, {g.max():g}] "
+                         f"and pred [{p.min():g}, {p.max():g}]; depths must be in a physical range (metres)")
+    return metrics
+
+
+def _mean(x: np.ndarray) -> float:
+    """Mean of non-negative values without overflowing their sum (scaled by the largest)."""
+    top = float(np.max(x))
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * float(np.mean(x / top))
+
+
+def _root_mean_square(x: np.ndarray) -> float:
+    """sqrt(mean(x^2)) without overflowing the squares (scaled by the largest |x|)."""
+    top = float(np.max(np.abs(x)))
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * float(np.sqrt(np.mean((x / top) ** 2)))
 
 
 def median_lower(x: ArrayLike) -> float:

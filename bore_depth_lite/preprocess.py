@@ -7,6 +7,7 @@ Reproducing it exactly is part of reproducing the released output on a real phot
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,19 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PRESETS", "ImageLoadError", "load_image", "resize_bilinear",
+__all__ = ["MAX_IMAGE_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD", "PRESETS", "ImageLoadError", "load_image", "resize_bilinear",
            "normalize_imagenet", "denormalize_imagenet", "preprocess", "load_and_preprocess", "preset_size"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Released input sizes (H, W): KITTI 256×832; NYUv2 and iBims-1 256×320.
 PRESETS: dict[str, tuple[int, int]] = {"kitti": (256, 832), "nyu": (256, 320), "ibims": (256, 320)}
+
+
+#: The largest image :func:`load_image` decodes: 100 megapixels (a 12000x8000 photo; 1.2 GB as
+#: float32 RGB). Checked from the header, before any pixel is decoded, so a small file that
+#: claims a huge size (a "decompression bomb") costs nothing. Pillow's own limit is 179 MP.
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 class ImageLoadError(ValueError):
@@ -72,13 +79,24 @@ def load_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ImageLoadError(f"{path}: no such file")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():   # our own limit below replaces Pillow's bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img_cm = Image.open(path)
+        with img_cm as img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ImageLoadError(f"{path}: {w}x{h} = {w * h / 1e6:.0f} megapixels is more than this package "
+                                     f"decodes ({MAX_IMAGE_PIXELS / 1e6:.0f} MP, "
+                                     "bore_depth_lite.preprocess.MAX_IMAGE_PIXELS); downscale it first")
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb_float(img, path)
     except ImageLoadError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except Image.DecompressionBombError as err:   # not an OSError: Pillow's own, lower-level limit
+        raise ImageLoadError(f"{path}: its header claims more than 179 megapixels (Pillow's decompression-bomb "
+                             f"limit); this package decodes at most {MAX_IMAGE_PIXELS / 1e6:.0f} MP") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as err:
         raise ImageLoadError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from None
 
 

@@ -14,9 +14,11 @@ The loop is built for fault tolerance and exact reproducibility:
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import setup
 from .checkpointing import atomic_save, rng_state, safe_load, set_rng_state
 from .distributed import DistributedContext, init_distributed
+from .fileio import atomic_write, atomic_write_text, remove_stale_temporaries
 from .sampling import SeededSamples, StepBatchSampler
 from .losses import stage1_loss
 from .models import DepthNet, PoseNet
@@ -70,6 +73,12 @@ class TrainConfig:
     geometry_weight: float = 0.1
     smooth_weight: float = 0.1
     ssim_window: int = 3
+    # SC-Depth v3's pseudo-depth terms (0 = off; v3 uses 0.1 each, with smooth_weight 0).
+    # Any > 0 makes the run read the target's pseudo_depth/ maps (the synthetic world then
+    # writes its simulated pseudo-depth).
+    normal_weight: float = 0.0          # normal matching vs the pseudo-depth's normals
+    mask_rank_weight: float = 0.0       # dynamic-region mask ranking
+    normal_rank_weight: float = 0.0     # edge-guided normal ranking
     # Stage 2.
     semantic_weight: float = 0.1
     semantic_levels: tuple[int, ...] = (1, 2, 3, 4)   # encoder levels (strides 4..32)
@@ -96,6 +105,53 @@ class TrainConfig:
         return cls(**d)
 
     def check(self) -> None:
+        """Every value, before any data is built: ValueError naming the option (its flag),
+        what was expected and what was found."""
+        self._check_types()
+        flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+        for name, low in (("steps", 1), ("steps_per_epoch", 1), ("height", 32), ("width", 32), ("frame_step", 1),
+                          ("synthetic_scenes", 1), ("synthetic_frames", 3), ("val_images", 1), ("num_workers", 0),
+                          ("ssim_window", 1)):
+            value = getattr(self, name, None)
+            if value is not None and value < low:
+                raise ValueError(f"{flag(name)}: expected an integer >= {low}, found {value}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr: expected a finite number > 0, found {self.lr}")
+        for name in ("photo_weight", "geometry_weight", "smooth_weight", "semantic_weight"):
+            value = getattr(self, name, None)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{flag(name)}: expected a finite number >= 0, found {value}")
+        from .data.synthetic import PRESETS as WORLDS
+        from .models import DEPTHNET_CONFIGS
+        from .models.pose_net import POSE_ARCHS
+        from .protocols import PROTOCOLS
+
+        for name, known in (("model", sorted(DEPTHNET_CONFIGS)), ("pose_arch", list(POSE_ARCHS)),
+                            ("synthetic_preset", sorted(WORLDS))):
+            if getattr(self, name) not in known:
+                raise ValueError(f"{flag(name)}: expected one of {known}, found {getattr(self, name)!r}")
+        if self.val_protocol is not None and self.val_protocol not in PROTOCOLS:
+            raise ValueError(f"--val-protocol: expected one of {sorted(PROTOCOLS)}, found {self.val_protocol!r}")
+        from . import resolve_device
+
+        try:
+            resolve_device(self.device)
+        except ValueError as err:
+            raise ValueError(f"--device: {err}") from None
+        if self.data_root is not None and not Path(self.data_root).is_dir():
+            raise ValueError(f"--data-root {self.data_root}: expected a prepared data set folder, found "
+                             f"{'a file' if Path(self.data_root).exists() else 'nothing'}")
+        for name in ("init_from", "teacher"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file() and (name != "teacher" or self.stage == 2):
+                raise ValueError(f"{flag(name)} {path}: expected a checkpoint file, found "
+                                 f"{'a folder' if Path(path).is_dir() else 'nothing'}")
+        out = Path(self.out_dir)
+        for parent in [out, *out.parents]:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ValueError(f"--out {out}: expected a folder, but {parent} is a file")
+                break
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
         if self.batch_size < 1 or self.grad_chunks < 1 or self.batch_size % self.grad_chunks:
@@ -106,6 +162,29 @@ class TrainConfig:
             raise ValueError("a prepared data set needs --val-protocol (bore_kitti, bore_nyu, ...) for its validation")
         if self.stage == 2 and not self.teacher:
             raise ValueError("stage 2 needs a teacher checkpoint (--teacher); build one with `make teacher`")
+
+    def _check_types(self) -> None:
+        """Each value has its field's type (a YAML ``steps: "ten"`` is caught here, by name)."""
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            flag = "--" + f.name.replace("_", "-")
+            if default is MISSING:
+                continue
+            if isinstance(default, tuple):
+                ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                expected = "a list of integers"
+            elif isinstance(default, bool):
+                ok, expected = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            elif isinstance(default, float):
+                ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            elif isinstance(default, str) or default is None:
+                ok, expected = isinstance(value, str) or (default is None and value is None), "a string"
+            else:
+                continue
+            if not ok:
+                raise ValueError(f"{flag}: expected {expected}, found {value!r} ({type(value).__name__})")
 
 
 #: Named starting points; the paper preset is one parameter away from the CPU default.
@@ -145,9 +224,18 @@ def training_step(depth_model: nn.Module, pose_net: nn.Module, batch: dict[str, 
     ``depth_model`` is a :class:`DepthAndFeatures`. DepthNet runs on the target and every
     source in one batched call (the geometry term needs the sources' depths). PoseNet runs
     on (target, source) and (source, target) for every source, in one batched call too, so
-    each pair is warped both ways.
+    each pair is warped both ways. With any pseudo-depth weight > 0, the batch must hold the
+    target's pseudo-depth ``tgt_pseudo_depth`` (B,1,H,W); the ranking terms draw their point
+    pairs from torch's global generator, which the checkpoints save and restore.
     """
     tgt, K = batch["tgt"], batch["K"]
+    pseudo_weights = dict(normal_weight=config.normal_weight, mask_rank_weight=config.mask_rank_weight,
+                          normal_rank_weight=config.normal_rank_weight)
+    pseudo_depth = batch.get("tgt_pseudo_depth") if any(pseudo_weights.values()) else None
+    if any(pseudo_weights.values()) and pseudo_depth is None:
+        on = ", ".join(f"{k}={v}" for k, v in pseudo_weights.items() if v)
+        raise ValueError(f"{on} needs pseudo-depth maps, but the batch has none ('tgt_pseudo_depth'): "
+                         "give the data set pseudo_depth/ folders or set these weights to 0")
     srcs = list(batch["srcs"].unbind(1))                               # S × (B, 3, H, W) in [0, 1]
     S = len(srcs)
     normalised = normalize_imagenet(torch.cat([tgt, *srcs]))
@@ -160,7 +248,8 @@ def training_step(depth_model: nn.Module, pose_net: nn.Module, batch: dict[str, 
 
     losses = stage1_loss(tgt, srcs, tgt_depth, src_depths, poses, poses_inv, K,
                          photo_weight=config.photo_weight, geometry_weight=config.geometry_weight,
-                         smooth_weight=config.smooth_weight, ssim_window=config.ssim_window)
+                         smooth_weight=config.smooth_weight, ssim_window=config.ssim_window,
+                         pseudo_depth=pseudo_depth, **pseudo_weights)
     if semantic is not None:
         tgt_features = [f[: tgt.shape[0]] for f in features]
         losses["semantic"] = semantic(tgt_features, tgt_n)
@@ -241,26 +330,57 @@ class Trainer:
             atomic_save(self.state_dict(), self.checkpoint_path)
 
     def resume(self) -> bool:
-        """Continue from ``out_dir/checkpoint.pt`` if it exists (and matches this config)."""
+        """Continue from ``out_dir/checkpoint.pt`` if it exists (and matches this config).
+
+        Raises FileNotFoundError or ValueError naming the checkpoint (truncated, not a
+        training checkpoint, another configuration) before any state is changed.
+        """
         if not self.checkpoint_path.exists():
             return False
         state = safe_load(self.checkpoint_path)
         if "training" not in state:
             raise ValueError(f"{self.checkpoint_path}: holds no training state (optimiser, RNG): cannot resume from it")
-        saved = TrainConfig.from_dict(state["extra"]["train_config"])
+        try:
+            saved = TrainConfig.from_dict(state["extra"]["train_config"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{self.checkpoint_path}: holds no readable training configuration "
+                             f"({type(err).__name__}: {str(err)[:200]})") from None
         for key in ("model", "pose_arch", "batch_size", "seed", "stage", "height", "width"):
             if getattr(saved, key) != getattr(self.config, key):
                 raise ValueError(f"{self.checkpoint_path}: was written with {key}={getattr(saved, key)!r}, "
                                  f"this run has {key}={getattr(self.config, key)!r}; use another out_dir")
-        self.load_state_dict(state)
+        self._check_networks(self.checkpoint_path, state)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"{self.checkpoint_path}: its training state does not fit this run "
+                             f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
         return True
+
+    def _check_networks(self, path, state: dict) -> None:
+        """Both networks' tensors match ours (names, shapes) and are finite: one short error
+        naming the file otherwise, before anything is loaded."""
+        from .models.checkpoint import FORMAT
+        from .models.official import check_finite_state, shorten_list
+
+        if state.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a checkpoint of this package (format {state.get('format')!r}); "
+                             "stage 2 starts from a stage-1 run's checkpoint.pt")
+        for name, net in (("depth_net", self.depth_net), ("pose_net", self.pose_net)):
+            sd = state.get(name, {}).get("state_dict") if isinstance(state.get(name), dict) else None
+            if not isinstance(sd, dict):
+                raise ValueError(f"{path}: holds no {name} weights; a training run's checkpoint.pt has both networks")
+            ours = net.state_dict()
+            wrong = sorted(set(ours) ^ set(sd)) + [k for k in ours if k in sd and getattr(sd[k], "shape", None) != ours[k].shape]
+            if wrong:
+                raise ValueError(f"{path}: its {name} does not match this run's ({len(wrong)} key(s) missing, extra or "
+                                 f"of another shape: {shorten_list(wrong, 5)}); check --model / --pose-arch")
+            check_finite_state(sd, f"{path}: {name}")
 
     def init_from(self, path: str) -> None:
         """Start from another run's weights (stage 2 from stage 1): networks only, new optimiser."""
         state = safe_load(path)
-        if state.get("format") != CHECKPOINT_FORMAT or "pose_net" not in state:
-            raise ValueError(f"{path}: not a checkpoint of this package with both networks (format "
-                             f"{state.get('format')!r}); stage 2 starts from a stage-1 run's checkpoint.pt")
+        self._check_networks(path, state)
         self.depth_net.load_state_dict(state["depth_net"]["state_dict"])
         self.pose_net.load_state_dict(state["pose_net"]["state_dict"])
 
@@ -321,7 +441,9 @@ class Trainer:
         c = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            (self.out / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
+            atomic_write_text(self.out / "config.json", json.dumps(c.to_dict(), indent=2))
+            remove_stale_temporaries(self.checkpoint_path)   # left by a killed earlier save
+            self._write_metrics()   # metrics.csv = this run's history: no rows of a killed or earlier run
         self.depth_net.train(), self.pose_net.train()
         bar = tqdm(total=c.steps, initial=self.step, desc=f"stage {c.stage}", disable=not (self.progress and self.dist.is_main),
                    leave=True, mininterval=1.0)
@@ -341,8 +463,8 @@ class Trainer:
                        **self.validate()}
                 self.history.append(row)
                 running = {}
+                self.save()     # the checkpoint first: metrics.csv never gets ahead of it
                 self._log(row)
-                self.save()
                 if on_epoch is not None and self.dist.is_main:
                     on_epoch(self, row)
                 self.depth_net.train(), self.pose_net.train()
@@ -366,19 +488,28 @@ class Trainer:
     def _log(self, row: dict[str, float]) -> None:
         if not self.dist.is_main:
             return
-        path = self.out / "metrics.csv"
-        new = not path.exists() or path.stat().st_size == 0
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        self._write_metrics()
         if self._tensorboard() is not None:
             for key, value in row.items():
                 if key != "step":
                     self._writer.add_scalar(key, value, row["step"])
             self._writer.flush()
         self._save_samples(row["step"])
+
+    def _write_metrics(self) -> None:
+        """``metrics.csv``, rewritten atomically from the history (the checkpoint's, on resume)."""
+        if not self.dist.is_main:
+            return
+        path = self.out / "metrics.csv"
+        if not self.history:
+            path.unlink(missing_ok=True)
+            return
+        names = list(dict.fromkeys(k for row in self.history for k in row))
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(path, text.getvalue())
 
     def _tensorboard(self):
         """A SummaryWriter when TensorBoard is installed (it is optional), else None."""
@@ -413,4 +544,4 @@ class Trainer:
         fig.suptitle(f"step {step}: test images and predicted inverse depth", fontsize=9)
         folder = self.out / "samples"
         folder.mkdir(parents=True, exist_ok=True)
-        fig.savefig(folder / f"step_{step:07d}.png", dpi=80)
+        atomic_write(folder / f"step_{step:07d}.png", lambda f: fig.savefig(f, format="png", dpi=80))

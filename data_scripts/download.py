@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bore_depth_lite.data.download import SOURCES, fetch, kitti_source
+from bore_depth_lite.data.download import SOURCES, DownloadError, fetch, kitti_source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown sources {unknown}; known: {sorted(SOURCES)}")
         sources = [SOURCES[n] for n in a.names]
     else:
-        sources = [kitti_source(n) for n in a.names]
+        try:
+            sources = [kitti_source(n) for n in a.names]
+        except ValueError as err:
+            p.error(str(err))
     if a.sha256 and len(sources) != 1:
         p.error("--sha256 needs exactly one name")
     for src in sources:
@@ -48,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     for src in sources:
         if a.sha256:
             src = type(src)(**{**src.__dict__, "sha256": a.sha256})
-        fetch(src, a.to)
+        try:
+            fetch(src, a.to)
+        except (DownloadError, OSError, ValueError) as err:
+            print(f"download.py: error: {src.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+                  file=sys.stderr)
+            return 1
     return 0
 
 

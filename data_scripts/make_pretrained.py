@@ -25,6 +25,7 @@ from bore_depth_lite.data.generate import SyntheticConfig
 from bore_depth_lite.evaluate import ConstantDepth, evaluate_depth_net
 from bore_depth_lite.models import DepthNet, save_depthnet
 from bore_depth_lite.pretrained import ASSETS, PRETRAINED
+from bore_depth_lite.fileio import check_output_file
 from bore_depth_lite.training import TrainConfig, Trainer
 from bore_depth_lite.training_data import ensure_synthetic, training_datasets
 
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ASSETS / PRETRAINED[NAME])
     args = parser.parse_args(argv)
     config = TrainConfig(**{**RECIPE, "steps": args.steps, "out_dir": str(args.work)})
+    try:
+        config.check()
+        check_output_file(args.out, "--out", overwrite=True)   # regenerating the shipped asset is this script's job
+    except ValueError as err:
+        parser.error(str(err))
     train, val = training_datasets(config)
     trainer = Trainer(config, train, val)
     if trainer.resume():

@@ -15,6 +15,8 @@ import sys
 
 from tqdm import tqdm
 
+from bore_depth_lite.fileio import check_fresh_folder
+
 from bore_depth_lite.data.generate import SyntheticConfig, write_synthetic_dataset
 
 
@@ -29,11 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
             parser.add_argument(flag, type=kind, default=f.default)
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     args = vars(parser.parse_args(argv))
-    out, workers = args.pop("out"), args.pop("workers")
+    out, workers, overwrite = args.pop("out"), args.pop("workers"), args.pop("overwrite")
     config = SyntheticConfig(**args)
-    if config.preset not in ("indoor", "driving"):
-        parser.error(f"--preset {config.preset!r}: expected 'indoor' or 'driving'")
+    try:
+        config.check()
+        if workers < 1:
+            raise ValueError(f"--workers: expected an integer >= 1, found {workers}")
+        check_fresh_folder(out, "--out", overwrite)
+    except ValueError as err:
+        parser.error(str(err))
     summary = write_synthetic_dataset(out, config, workers=workers, progress=lambda it, total: tqdm(it, total=total))
     mb = {k: round(v / 2**20, 1) for k, v in summary["bytes"].items()}
     print(json.dumps({"out": out, "frames": summary["frames"], "seconds": summary["seconds"],

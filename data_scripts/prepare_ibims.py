@@ -12,6 +12,8 @@ import sys
 
 from tqdm import tqdm
 
+from bore_depth_lite.fileio import check_fresh_folder, cli_errors
+
 from bore_depth_lite.data.ibims import prepare_ibims
 
 
@@ -20,8 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mat-dir", required=True, help="unzipped ibims1_core_mat/")
     p.add_argument("--imagelist", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     a = p.parse_args(argv)
-    print(json.dumps(prepare_ibims(a.mat_dir, a.imagelist, a.out, progress=tqdm)))
+    try:
+        check_fresh_folder(a.out, "--out", a.overwrite)
+    except ValueError as err:
+        p.error(str(err))
+    with cli_errors("prepare_ibims.py"):
+        print(json.dumps(prepare_ibims(a.mat_dir, a.imagelist, a.out, progress=tqdm)))
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bore_depth_lite.data.kitti import prepare_kitti
+from bore_depth_lite.data.layout import read_text
+from bore_depth_lite.fileio import check_fresh_folder, cli_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-ext", default=".png", choices=[".png", ".jpg"])
     p.add_argument("--quirk", action=argparse.BooleanOptionalAction, default=True,
                    help="reproduce the reference sub2ind duplicate quirk (default: yes)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     a = p.parse_args(argv)
     if not a.test_split and not a.train:
         p.error("nothing to do: give --test-split and/or --train")
+    if min(a.size) < 1:
+        p.error(f"--size: expected two positive integers H W, found {a.size[0]} {a.size[1]}")
+    try:
+        check_fresh_folder(a.out, "--out", a.overwrite)
+    except ValueError as err:
+        p.error(str(err))
+    with cli_errors("prepare_kitti.py"):
+        return _run(a)
+
+
+def _run(a) -> int:
     summary = {}
     if a.test_split:
         summary.update(prepare_kitti(a.raw_root, a.out, test_split=a.test_split, reproduce_sub2ind_quirk=a.quirk,
@@ -42,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.train:
         drives = None
         if a.train_drives:
-            drives = [l.strip() for l in Path(a.train_drives).read_text().splitlines() if l.strip()]
+            drives = [l.strip() for l in read_text(a.train_drives, "--train-drives list").splitlines() if l.strip()]
         if drives is None:
             from bore_depth_lite.data.kitti import EIGEN_TEST_DRIVES
             root = Path(a.raw_root)

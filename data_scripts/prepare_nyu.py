@@ -14,6 +14,8 @@ import sys
 
 from tqdm import tqdm
 
+from bore_depth_lite.fileio import check_fresh_folder, cli_errors
+
 from bore_depth_lite.data.nyu import prepare_nyu
 
 
@@ -24,8 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--split", default="test", choices=["test", "train"])
     p.add_argument("--semantic", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     a = p.parse_args(argv)
-    print(json.dumps(prepare_nyu(a.mat, a.splits, a.out, a.split, a.semantic, progress=tqdm)))
+    try:
+        check_fresh_folder(a.out, "--out", a.overwrite)
+    except ValueError as err:
+        p.error(str(err))
+    with cli_errors("prepare_nyu.py"):
+        print(json.dumps(prepare_nyu(a.mat, a.splits, a.out, a.split, a.semantic, progress=tqdm)))
     return 0
 
 

@@ -59,7 +59,14 @@ SOURCES: dict[str, Source] = {
 
 
 def kitti_source(drive: str) -> Source:
-    """A KITTI raw drive (``2011_09_26_drive_0002``) or calibration (``2011_09_26_calib``) zip."""
+    """A KITTI raw drive (``2011_09_26_drive_0002``) or calibration (``2011_09_26_calib``) zip.
+
+    The name becomes a file name in the download folder: anything else is a ValueError."""
+    import re
+
+    if not re.fullmatch(r"\d{4}_\d{2}_\d{2}_(drive_\d{4}|calib)", drive):
+        raise ValueError(f"KITTI drive {drive!r}: expected <date>_drive_<NNNN> (e.g. 2011_09_26_drive_0002) "
+                         "or <date>_calib")
     if drive.endswith("_calib"):
         return Source(drive, f"{KITTI_RAW}/{drive}.zip", f"{drive}.zip", "a few kB", KITTI_LICENCE)
     return Source(drive, f"{KITTI_RAW}/{drive}/{drive}_sync.zip", f"{drive}_sync.zip",

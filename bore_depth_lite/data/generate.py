@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +34,24 @@ class SyntheticConfig:
     semantic: bool = True
     pseudo_depth: bool = False
     image_ext: str = ".png"
+
+    def check(self) -> None:
+        """Every value, before anything is rendered: ValueError naming the option (its flag)."""
+        from .synthetic import PRESETS
+
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset: expected one of {sorted(PRESETS)}, found {self.preset!r}")
+        for name, low in (("height", 2), ("width", 2), ("train_scenes", 0), ("val_scenes", 0), ("test_scenes", 0),
+                          ("frames_per_scene", 1), ("val_frames_per_scene", 1), ("test_frames_per_scene", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= {low}, found {value!r}")
+        if not (isinstance(self.test_speed, (int, float)) and math.isfinite(self.test_speed) and self.test_speed > 0):
+            raise ValueError(f"--test-speed: expected a finite number > 0, found {self.test_speed!r}")
+        if self.image_ext not in (".png", ".jpg"):
+            raise ValueError(f"--image-ext: expected '.png' or '.jpg', found {self.image_ext!r}")
+        if self.num_frames == 0:
+            raise ValueError("SyntheticConfig asks for no frames at all (every scene count is 0)")
 
     @property
     def num_frames(self) -> int:
@@ -78,10 +97,11 @@ def write_synthetic_dataset(out: str | os.PathLike, config: SyntheticConfig | No
     same for any number of workers: every scene has its own seed derived from ``config.seed``.
     """
     cfg = config or SyntheticConfig()
+    cfg.check()
+    if workers < 0:
+        raise ValueError(f"workers: expected an integer >= 0, found {workers}")
     out = Path(out)
     (out / "training").mkdir(parents=True, exist_ok=True)
-    if cfg.num_frames == 0:
-        raise ValueError("SyntheticConfig asks for no frames at all")
     jobs = ([(asdict(cfg), str(out), "train", i) for i in range(cfg.train_scenes)]
             + [(asdict(cfg), str(out), "val", i) for i in range(cfg.val_scenes)]
             + [(asdict(cfg), str(out), "test", i) for i in range(cfg.test_scenes)])

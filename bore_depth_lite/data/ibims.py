@@ -56,10 +56,15 @@ def load_mat(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for f in ("edges", "mask_invalid", "mask_transp"):
         if np.asarray(get[f]).shape != depth.shape:
             raise LayoutError(f"{path}: {f} has shape {np.asarray(get[f]).shape}, expected {depth.shape}")
+    if rgb.dtype != np.uint8:
+        if not (np.issubdtype(rgb.dtype, np.number) and np.isfinite(rgb).all() and rgb.min(initial=0) >= 0
+                and rgb.max(initial=0) <= 255 and np.all(rgb == np.round(rgb))):
+            raise LayoutError(f"{path}: rgb must hold whole numbers 0..255 (8-bit colour), found {rgb.dtype} "
+                              f"values in [{rgb.min()}, {rgb.max()}]")
     out = {"rgb": rgb.astype(np.uint8), "depth": depth, "edges": np.asarray(get["edges"]) > 0,
            "K": calib_to_K(get["calib"]), "mask_invalid": np.asarray(get["mask_invalid"]) > 0,
            "mask_transp": np.asarray(get["mask_transp"]) > 0}
-    out["valid"] = out["mask_invalid"] & out["mask_transp"] & (depth > 0)
+    out["valid"] = out["mask_invalid"] & out["mask_transp"] & np.isfinite(depth) & (depth > 0)
     for f in ("mask_wall", "mask_table", "mask_floor", "mask_wall_paras", "mask_table_paras", "mask_floor_paras"):
         if f in get:
             out[f] = np.asarray(get[f])

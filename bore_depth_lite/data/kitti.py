@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import LayoutError, read_image, read_label_png
+from .layout import LayoutError, read_image, read_label_png, read_text
 
 CALIB_SHAPES = {"calib_cam_to_cam.txt": {"S_rect_0{cam}": 2, "R_rect_00": 9, "P_rect_0{cam}": 12},
                 "calib_velo_to_cam.txt": {"R": 9, "T": 3}}
+MAX_SIDE = 20_000   # pixels: KITTI's rectified images are 1242x375; a larger S_rect is a damaged file
 SIDE_TO_CAMERA = {"l": 2, "2": 2, "r": 3, "3": 3}
 EIGEN_TEST_DRIVES = (
     "2011_09_26_drive_0002", "2011_09_26_drive_0009", "2011_09_26_drive_0013", "2011_09_26_drive_0020",
@@ -37,7 +38,7 @@ def read_calib_file(path: str | os.PathLike) -> dict[str, np.ndarray | str]:
     if not path.is_file():
         raise LayoutError(f"{path}: KITTI calibration file not found")
     data: dict[str, np.ndarray | str] = {}
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "KITTI calibration file").splitlines():
         if ":" not in line:
             continue
         key, value = line.split(":", 1)
@@ -57,6 +58,8 @@ def _checked(calib: dict, path: Path, cam: int) -> dict[str, np.ndarray]:
         if not isinstance(value, np.ndarray) or value.size != size:
             found = "missing" if value is None else f"{getattr(value, 'size', 'non-numeric')} values"
             raise LayoutError(f"{path}: key {key!r} must hold {size} numbers ({found})")
+        if not np.isfinite(value).all():
+            raise LayoutError(f"{path}: key {key!r} must hold {size} finite numbers (found NaN or inf)")
         out[key_t] = value
     return out
 
@@ -71,8 +74,9 @@ def load_calibration(calib_dir: str | os.PathLike, cam: int = 2) -> dict[str, np
     R_rect = np.eye(4)
     R_rect[:3, :3] = c2c["R_rect_00"].reshape(3, 3)
     width, height = c2c["S_rect_0{cam}"]
-    if width < 1 or height < 1:
-        raise LayoutError(f"{calib_dir / 'calib_cam_to_cam.txt'}: S_rect_0{cam} must be a positive (W, H), got {width, height}")
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and width == int(width) and height == int(height)):
+        raise LayoutError(f"{calib_dir / 'calib_cam_to_cam.txt'}: S_rect_0{cam} must be a whole-pixel image size "
+                          f"(W, H) between 1 and {MAX_SIDE}, got {width:g} {height:g}")
     return {"size": (int(height), int(width)), "R_rect": R_rect, "P_rect": c2c["P_rect_0{cam}"].reshape(3, 4),
             "velo2cam": velo2cam}
 
@@ -141,6 +145,11 @@ def parse_split_line(line: str, where: str = "split line") -> tuple[str, int, st
         frame = int(parts[1])
     except ValueError as err:
         raise LayoutError(f"{where}: frame index {parts[1]!r} is not an integer") from err
+    if frame < 0:
+        raise LayoutError(f"{where}: frame index must be >= 0, got {frame}")
+    folder = parts[0].split("/")
+    if len(folder) != 2 or any(p in ("", ".", "..") or "\\" in p for p in folder):
+        raise LayoutError(f"{where}: expected '<date>/<date>_drive_<NNNN>_sync' as the folder, got {parts[0]!r}")
     return parts[0], frame, parts[2]
 
 
@@ -148,7 +157,7 @@ def read_split_file(path: str | os.PathLike) -> list[tuple[str, int, str]]:
     path = Path(path)
     if not path.is_file():
         raise LayoutError(f"{path}: KITTI split file not found")
-    lines = [(i, l) for i, l in enumerate(path.read_text().splitlines(), 1) if l.strip()]
+    lines = [(i, l) for i, l in enumerate(read_text(path, "KITTI split file").splitlines(), 1) if l.strip()]
     if not lines:
         raise LayoutError(f"{path}: split file is empty")
     return [parse_split_line(l, f"{path}:{i}") for i, l in lines]

@@ -26,11 +26,13 @@ quantises to 1 mm). Readers also accept 16-bit ``.png`` depth (value / ``png_dep
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..fileio import atomic_write_bytes as _atomic_write_bytes
+from ..fileio import safe_member_name
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEPTH_EXTENSIONS = (".npy", ".png")
@@ -42,16 +44,7 @@ class LayoutError(ValueError):
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write_bytes(path, data)
 
 
 # ----------------------------------------------------------------------------- images
@@ -192,14 +185,30 @@ def read_name_list(path: str | os.PathLike, what: str, item: str) -> list[str]:
     """The non-blank lines of a text file, stripped; LayoutError if it is missing or empty.
 
     ``what`` names the file and ``item`` what each line holds, for the error messages.
+    Every name must be one plain file or folder name (no path separator, no ``..``): the names
+    become paths under an output (or data) folder, and must stay inside it.
     """
     path = Path(path)
     if not path.is_file():
         raise LayoutError(f"{path}: {what} not found (expected one {item} per line)")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not names:
+    lines = [(i, line.strip()) for i, line in enumerate(read_text(path, what).splitlines(), 1) if line.strip()]
+    if not lines:
         raise LayoutError(f"{path}: {what} is empty (expected one {item} per line)")
-    return names
+    try:
+        return [safe_member_name(name, f"{path}:{i}") for i, name in lines]
+    except ValueError as err:
+        raise LayoutError(str(err)) from None
+
+
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """A text file's content; LayoutError naming the file if it is not UTF-8 text or unreadable."""
+    path = Path(path)
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as err:
+        raise LayoutError(f"{path}: {what} is not a text file (byte {err.start} is not UTF-8)") from None
+    except OSError as err:
+        raise LayoutError(f"{path}: {what} cannot be read ({err.strerror or err})") from None
 
 
 def read_split(path: str | os.PathLike) -> list[str]:

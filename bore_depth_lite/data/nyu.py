@@ -48,7 +48,11 @@ def open_labeled(path: str | os.PathLike):
     if not h5py.is_hdf5(path):
         kind = "a MATLAB v5 .mat" if header.startswith(b"MATLAB 5.0") else "not an HDF5 file"
         raise LayoutError(f"{path}: {kind}; expected the MATLAB v7.3 (HDF5) nyu_depth_v2_labeled.mat")
-    f = h5py.File(path, "r")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise LayoutError(f"{path}: a damaged or truncated HDF5 file, h5py cannot open it "
+                          f"({str(err).splitlines()[0][:160]})") from None
     missing = [k for k in REQUIRED_KEYS if k not in f]
     if missing:
         f.close()
@@ -69,10 +73,24 @@ def decode_strings(f, key: str) -> list[str]:
     return ["".join(map(chr, f[r][()].ravel())) for r in refs]
 
 
+def _reading(path):
+    """OSError while reading datasets of a truncated file → LayoutError naming the file."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except OSError as err:
+            raise LayoutError(f"{path}: a damaged or truncated HDF5 file, reading it failed "
+                              f"({str(err).splitlines()[0][:160]})") from None
+    return guard()
+
+
 def load_labeled(path: str | os.PathLike, indices=None, with_labels: bool = False) -> dict:
     """Images (n,H,W,3) uint8 and depths (n,H,W) float32 metres (+ labels (n,H,W) uint16 and
     class ``names`` when ``with_labels``) for the given 0-based indices (default: all)."""
-    with open_labeled(path) as f:
+    with _reading(path), open_labeled(path) as f:
         n = f["images"].shape[0]
         idx = np.arange(n) if indices is None else np.asarray(indices, int).ravel()
         if idx.size and (idx.min() < 0 or idx.max() >= n):
@@ -108,7 +126,7 @@ def prepare_nyu(mat_path: str | os.PathLike, splits_path: str | os.PathLike, out
     colour PNG, depth ``.npy`` (float32 metres), 16-bit semantic labels (the 894 NYU classes,
     0 = unlabeled) and ``cam.txt`` (0-based toolbox K). Reads one image at a time."""
     out = Path(out)
-    with open_labeled(mat_path) as f:
+    with _reading(mat_path), open_labeled(mat_path) as f:
         n = f["images"].shape[0]
         idx = read_splits(splits_path, n)[split]
         if idx.size == 0:

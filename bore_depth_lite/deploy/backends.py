@@ -29,6 +29,10 @@ def _check_input(image: Tensor) -> Tensor:
     if not isinstance(image, Tensor) or image.ndim != 4 or image.shape[1] != 3:
         shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
         raise ValueError(f"expected a normalised image batch (B, 3, H, W), got {shape}")
+    if not image.is_floating_point():
+        # uint8 0-255 or integer pixels are not ImageNet-normalised inputs: casting them would
+        # run the network on garbage without a word.
+        raise ValueError(f"expected a float ImageNet-normalised batch (see preprocess()), got dtype {image.dtype}")
     return image.float()
 
 
@@ -72,10 +76,14 @@ class OnnxRuntimeBackend:
 
     def __call__(self, image: Tensor) -> Tensor:
         x = _check_input(image)
-        x, (h, w) = pad_to_multiple(x, 32)
-        if self.static_hw is not None and tuple(x.shape[-2:]) != self.static_hw:
-            raise ValueError(f"{self.path.name} was exported for {self.static_hw[0]}×{self.static_hw[1]} inputs, "
-                             f"got {h}×{w}; export with dynamic=True or at this size")
+        h, w = x.shape[-2:]
+        if self.static_hw is None or (h, w) != self.static_hw:   # a static graph of its exact size runs unpadded
+            x, (h, w) = pad_to_multiple(x, 32)
+            if self.static_hw is not None and tuple(x.shape[-2:]) != self.static_hw:
+                sh, sw = self.static_hw
+                accepted = f"{sh}×{sw}" if sh % 32 or sw % 32 else f"{sh - 31}..{sh}×{sw - 31}..{sw}"
+                raise ValueError(f"{self.path.name} was exported for {sh}×{sw} inputs (accepts {accepted}), got {h}×{w} "
+                                 f"(padded to {x.shape[-2]}×{x.shape[-1]}); export with dynamic=True or at this size")
         if self.static_batch is not None and x.shape[0] != self.static_batch:
             outs = [self._run(x[i:i + 1]) for i in range(x.shape[0])]
             return torch.cat(outs)[..., :h, :w]

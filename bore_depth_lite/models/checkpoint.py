@@ -21,7 +21,8 @@ import torch
 
 from ..checkpointing import atomic_save
 from .depth_net import DepthNet, DepthNetConfig
-from .official import OfficialCheckpointError, load_official_depthnet, load_official_posenet, safe_torch_load
+from .official import (OfficialCheckpointError, load_official_depthnet, load_official_posenet, safe_torch_load,
+                       check_finite_state, shorten_list)
 from .pose_net import PoseNet
 
 __all__ = ["FORMAT", "save_checkpoint", "save_depthnet", "load_depthnet", "load_posenet", "load_any_depthnet"]
@@ -55,7 +56,7 @@ def _read_ours(path: str | Path, network: str, map_location) -> dict:
         raise OfficialCheckpointError(f"{path}: not a bore_depth_lite checkpoint (no 'format': {FORMAT!r})")
     if ckpt.get("version", 0) > VERSION:
         raise OfficialCheckpointError(f"{path}: checkpoint version {ckpt['version']} is newer than this package ({VERSION})")
-    if network not in ckpt:
+    if network not in ckpt or not isinstance(ckpt[network], dict):
         raise OfficialCheckpointError(f"{path}: holds no {network} (it has: {sorted(k for k in ckpt if k.endswith('_net'))})")
     return ckpt[network]
 
@@ -63,12 +64,38 @@ def _read_ours(path: str | Path, network: str, map_location) -> dict:
 def load_depthnet(path: str | Path, map_location: str | torch.device = "cpu") -> DepthNet:
     """A DepthNet from our checkpoint format (strict), in eval mode."""
     entry = _read_ours(path, "depth_net", map_location)
-    net = DepthNet(DepthNetConfig.from_dict(entry["config"]))
-    try:
-        net.load_state_dict(entry["state_dict"], strict=True)
-    except RuntimeError as err:
-        raise OfficialCheckpointError(f"{path}: state_dict does not match its own config: {err}") from None
+    net = _build(path, "depth_net", lambda: DepthNet(DepthNetConfig.from_dict(entry["config"])))
+    _load_strict(path, "depth_net", net, entry)
     return net.eval()
+
+
+def _build(path, network: str, make):
+    try:
+        return make()
+    except (KeyError, TypeError, ValueError) as err:
+        raise OfficialCheckpointError(f"{path}: the {network} config it holds cannot build a network "
+                                      f"({type(err).__name__}: {err})") from None
+
+
+def _load_strict(path, network: str, net, entry) -> None:
+    """Load ``entry['state_dict']`` strictly; one short message (first keys only) if it does not
+    match, and refuse NaN/inf weights (they make every depth NaN, silently)."""
+    sd = entry.get("state_dict") if isinstance(entry, dict) else None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise OfficialCheckpointError(f"{path}: {network} holds no state_dict of tensors")
+    ours = net.state_dict()
+    missing, unexpected = sorted(set(ours) - set(sd)), sorted(set(sd) - set(ours))
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs network {tuple(v.shape)}"
+              for k, v in ours.items() if k in sd and sd[k].shape != v.shape]
+    problems = ([f"{len(missing)} missing key(s): {shorten_list(missing)}"] if missing else []) + \
+               ([f"{len(unexpected)} unexpected key(s): {shorten_list(unexpected)}"] if unexpected else []) + \
+               ([f"{len(shapes)} shape mismatch(es): {shorten_list(shapes, sep='; ')}"] if shapes else [])
+    if problems:
+        raise OfficialCheckpointError(f"{path}: {network} state_dict does not match its own config: "
+                                      + "; ".join(problems))
+    check_finite_state(sd, f"{path}: {network}")
+    net.load_state_dict(sd, strict=True)
+
 
 
 def load_posenet(path: str | Path, map_location: str | torch.device = "cpu") -> PoseNet:
@@ -77,8 +104,8 @@ def load_posenet(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if isinstance(ckpt, dict) and ckpt.get("format") != FORMAT:
         return load_official_posenet(path, map_location)
     entry = _read_ours(path, "pose_net", map_location)
-    net = PoseNet(arch=entry.get("config", {}).get("arch", "resnet18"))
-    net.load_state_dict(entry["state_dict"], strict=True)
+    net = _build(path, "pose_net", lambda: PoseNet(arch=entry.get("config", {}).get("arch", "resnet18")))
+    _load_strict(path, "pose_net", net, entry)
     return net.eval()
 
 

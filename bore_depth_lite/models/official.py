@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,8 @@ from torch import Tensor
 
 __all__ = ["OfficialCheckpointError", "LoadReport", "read_official_state_dict", "official_names",
            "convert_depthnet_state_dict", "convert_posenet_state_dict", "to_official_state_dict",
-           "load_official_depthnet", "load_official_posenet", "safe_torch_load"]
+           "load_official_depthnet", "load_official_posenet", "safe_torch_load",
+           "shorten_list", "check_finite_state"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ UNUSED_PREFIX = "decoder.globalattentions.4."
 
 class OfficialCheckpointError(ValueError):
     """A checkpoint that does not match the released layout (names the file and the keys)."""
+
+
+def shorten_list(items: list[str], limit: int = 8, sep: str = ", ") -> str:
+    """The first ``limit`` items joined, then "... and N more": error messages stay short
+    when a whole state dict (hundreds of keys) is wrong."""
+    items = list(items)
+    shown = sep.join(items[:limit])
+    return shown + (f"{sep}... and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass
@@ -73,25 +81,55 @@ class LoadReport:
         return s
 
 
+def check_finite_state(state_dict: dict, where: str) -> None:
+    """OfficialCheckpointError naming the first tensors holding NaN or inf (a diverged run's
+    checkpoint: every depth it predicts would be NaN)."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise OfficialCheckpointError(f"{where}: {len(bad)} tensor(s) hold NaN or inf values ({shorten_list(bad, 3)}); "
+                                      "the run that wrote it diverged: use an earlier checkpoint")
+
+def _describe_load_failure(path: Path, err: Exception) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` failed on ``path``."""
+    text = str(err)
+    # torch >= 2.6 words a refused global in two ways (an unknown class, a blocked function).
+    m = (re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+         or re.search(r"unsupported GLOBAL ([\w.]+)", text))
+    if m:
+        return (f"{path}: refused to unpickle {m.group(1)} (weights_only=True allows tensors, plain "
+                "containers and argparse.Namespace only). If you trust this file, re-save its "
+                "'state_dict' alone.")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    size = path.stat().st_size if path.exists() else 0
+    if size == 0:
+        return f"{path}: the file is empty, not a PyTorch checkpoint"
+    if head.startswith(b"PK"):
+        return (f"{path}: a damaged or truncated PyTorch checkpoint ({size} bytes; the zip archive "
+                "cannot be read: re-download or re-save it)")
+    if head[:1] == b"\x80":
+        return (f"{path}: a pickle that weights_only=True cannot read safely (an unsupported "
+                "instruction or object); if you trust it, re-save its 'state_dict' with torch.save")
+    return f"{path}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle; {size} bytes)"
+
+
 def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu"):
     """``torch.load(weights_only=True)`` that also allows ``argparse.Namespace`` (Lightning's
-    hyper-parameters) and names any other refused class in a clear error."""
+    hyper-parameters) and says in one line why a file cannot be loaded: missing
+    (FileNotFoundError), empty, truncated, not a checkpoint at all, or holding a refused
+    class or function, named (:class:`OfficialCheckpointError`). The package's one loader."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"checkpoint {path} {what}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        what = m.group(1) if m else "an object that is not a tensor or plain container"
-        raise OfficialCheckpointError(
-            f"{path}: refused to unpickle {what} (weights_only=True allows tensors, plain "
-            "containers and argparse.Namespace only). If you trust this file, re-save its "
-            "'state_dict' alone.") from None
-    except Exception as err:  # the unpickler raises IndexError, EOFError, RuntimeError... on junk
-        raise OfficialCheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+    except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError, IndexError... on junk
+        raise OfficialCheckpointError(_describe_load_failure(path, err)) from None
 
 
 def read_official_state_dict(path: str | Path, network: str, map_location="cpu") -> dict[str, Tensor]:
@@ -201,16 +239,18 @@ def _convert(official: dict[str, Tensor], model: torch.nn.Module, network: str, 
         unknown = [k for k in unknown if not k.startswith(UNUSED_PREFIX)]
     problems = []
     if unknown:
-        problems.append(f"{len(unknown)} unknown key(s): {', '.join(unknown)}")
+        problems.append(f"{len(unknown)} unknown key(s): {shorten_list(unknown)}")
     if missing:
-        problems.append(f"{len(missing)} missing key(s): {', '.join(sorted(missing))}")
+        problems.append(f"{len(missing)} missing key(s): {shorten_list(sorted(missing))}")
     if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatch(es): {'; '.join(mismatched)}")
+        problems.append(f"{len(mismatched)} shape mismatch(es): {shorten_list(mismatched, sep='; ')}")
     if disagree:
         problems.append(f"{len(disagree)} stored copies of a shared cpe/crpe module disagree (a real "
-                        f"checkpoint stores equal copies): {', '.join(disagree)}")
+                        f"checkpoint stores equal copies): {shorten_list(disagree)}")
     if problems:
-        raise OfficialCheckpointError(f"{source}: not the released {network} layout:\n  " + "\n  ".join(problems))
+        if len(official) and not converted:
+            problems.insert(0, f"none of its {len(official)} tensors has a released name (another network?)")
+        raise OfficialCheckpointError(f"{source}: not the released {network} layout: " + "; ".join(problems))
     report.loaded = len(converted)
     return converted, report
 
@@ -241,6 +281,7 @@ def load_official_depthnet(path: str | Path, map_location="cpu"):
 
     net = DepthNet("paper")
     sd, report = convert_depthnet_state_dict(read_official_state_dict(path, "depth_net", map_location), net, str(path))
+    check_finite_state(sd, f"{path}: {report.network}")
     net.load_state_dict(sd, strict=True)
     net.load_report = report
     log.info("%s", report)
@@ -252,6 +293,7 @@ def load_official_posenet(path: str | Path, map_location="cpu"):
 
     net = PoseNet(pretrained=False)
     sd, report = convert_posenet_state_dict(read_official_state_dict(path, "pose_net", map_location), net, str(path))
+    check_finite_state(sd, f"{path}: {report.network}")
     net.load_state_dict(sd, strict=True)
     net.load_report = report
     log.info("%s", report)
