@@ -2,7 +2,7 @@
 
 ε_DBE compares edges found by Canny on the *predicted* depth map with a ground-truth edge
 map (iBims-1's annotated "distinct depth transitions", NYUv2-OC++ or the synthetic world's
-exact edge map), following ``protocols.md`` §3.5 step by step:
+exact edge map), following the book's appendix "Reference" (ε_DBE) step by step:
 
 1. no GT edge pixel -> (NaN, NaN);
 2. prediction -> float32, 0 and NaN -> NaN (missing), min-max normalised to [0, 1];
@@ -18,7 +18,7 @@ exact edge map), following ``protocols.md`` §3.5 step by step:
 What the definition leaves open, and what we chose
 ---------------------------------------------------
 The iBims-1 paper defines ε_DBE as a truncated chamfer distance; the code copies disagree on
-details (protocols.md §3.5 lists them). Our choices, all parameters of
+details (the book's appendix "Reference" lists them). Our choices, all parameters of
 :func:`depth_boundary_error` and printed with results through the protocol:
 
 - **Canny thresholds**: the paper gives none. Default (0.15, 0.30), the TUM copy circulating
@@ -96,7 +96,7 @@ def normalise_depth_for_edges(pred: ArrayLike) -> np.ndarray:
 
 def detect_depth_edges(pred: ArrayLike, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
                        sigma: float = CANNY_SIGMA) -> np.ndarray:
-    """Canny edges of the normalised predicted depth (protocols.md §3.5 steps 2-3).
+    """Canny edges of the normalised predicted depth (the book's appendix "Reference").
 
     Args:
         pred: (H, W) depth map; 0 or NaN = missing.
@@ -117,7 +117,7 @@ def detect_depth_edges(pred: ArrayLike, thresholds: tuple[float, float] = DEFAUL
 
 def chamfer_boundary_errors(edges_gt: ArrayLike, edges_pred: ArrayLike, theta: float = DEFAULT_THETA,
                             completeness: Completeness = "symmetric") -> tuple[float, float]:
-    """Truncated chamfer part of ε_DBE for given edge maps (protocols.md §3.5 steps 1, 4-8).
+    """Truncated chamfer part of ε_DBE for given edge maps (the book's appendix "Reference").
 
     Args:
         edges_gt: (H, W) binary GT edge map.
@@ -154,7 +154,7 @@ def depth_boundary_error(edges_gt: ArrayLike, pred: ArrayLike,
                          completeness: Completeness = "symmetric", theta: float = DEFAULT_THETA,
                          sigma: float = CANNY_SIGMA, return_edges: bool = False,
                          ) -> tuple[float, float] | tuple[float, float, np.ndarray]:
-    """ε_DBE^acc and ε_DBE^comp of one predicted depth map (iBims-1, protocols.md §3.5).
+    """ε_DBE^acc and ε_DBE^comp of one predicted depth map (iBims-1, the book's appendix "Reference").
 
     Args:
         edges_gt: (H, W) binary GT depth-edge map.
@@ -183,7 +183,7 @@ def depth_boundary_error(edges_gt: ArrayLike, pred: ArrayLike,
 
 
 def directed_depth_error(gt: ArrayLike, pred: ArrayLike, threshold: float = 3.0) -> dict[str, float]:
-    """iBims-1 directed depth error over the valid pixels of one image (protocols.md §3.4 step 6).
+    """iBims-1 directed depth error over the valid pixels of one image (the book's appendix "Reference").
 
     Both maps are split at ``threshold`` metres into near (<= threshold) and far (> threshold).
 

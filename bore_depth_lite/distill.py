@@ -3,7 +3,7 @@
 The paper's idea: boundaries of depth coincide with boundaries of objects, and a network
 trained for segmentation has learnt where objects end. So after stage 1, a frozen
 segmentation encoder (the *teacher*) guides the depth encoder's features through a
-semantic information loss. The paper leaves the loss open; our recipe (``paper.md`` §4):
+semantic information loss. The paper leaves the loss open; our recipe (the book's appendix "Reference", training):
 
     L_sem = mean over levels l and pixels of 1 − cos(A_l(F_depth,l), F_teacher,l)
 

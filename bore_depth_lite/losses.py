@@ -1,7 +1,7 @@
 """Stage-1 self-supervised losses: photometric error, masks, geometry consistency, smoothness.
 
 The objective is SC-Depth v3's (``sc_depth_pl``), which BoRe-Depth's stage 1 most likely
-kept (see the reference notes, ``paper.md`` §3). Per training sample (a target frame and
+kept (see the book's appendix "Reference", training). Per training sample (a target frame and
 its neighbours) there are two *pairwise terms per source*: target ← source (warp the source
 into the target view with the target depth) and source ← target. Each term gives per pixel
 

@@ -1,6 +1,6 @@
 """Standard depth metrics, scale alignment, per-image aggregation and result tables.
 
-The formulas follow ``protocols.md`` §4 (monodepth2 / SC-Depth / BoRe-Depth / iBims-1):
+The formulas follow the book's appendix "Reference" (metrics: monodepth2, SC-Depth, BoRe-Depth, iBims-1):
 for the ``n`` valid pixels of ONE image, with ground truth ``g`` and prediction ``p``
 (already resized, masked, scaled and clamped):
 
@@ -239,7 +239,7 @@ class AggregateResult:
 
 def aggregate_results(results: Sequence[Mapping[str, Any]], protocol: str | None = None,
                       nan_skipped: Sequence[str] | Literal["all"] = BOUNDARY_METRICS) -> AggregateResult:
-    """Arithmetic mean of per-image metric dicts (protocols.md §4: never a pooled mean).
+    """Arithmetic mean of per-image metric dicts (never a pooled mean: the book's appendix "Reference", metrics).
 
     Args:
         results: one dict per image, as returned by

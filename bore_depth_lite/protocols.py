@@ -1,7 +1,7 @@
 """Evaluation protocols: crop, depth range, scaling, clamp and resizing, as named presets.
 
 A :class:`Protocol` describes every choice that turns (prediction, GT) of one image into
-metric values (protocols.md, "Decisions" and §1.7, §2.4, §3.4). :func:`evaluate_image`
+metric values (the book's appendix "Reference": protocols). :func:`evaluate_image`
 runs it:
 
 1. resize the prediction to the GT size (bilinear, align_corners=False, no antialias), as

@@ -1,4 +1,4 @@
-"""bore_depth_lite.boundary: ε_DBE (protocols.md §3.5, §3.6, §5.4, §5.5) and iBims DDE (§5.6)."""
+"""bore_depth_lite.boundary: ε_DBE (the book's appendix "Reference") and the iBims-1 directed depth error."""
 from __future__ import annotations
 
 import math
@@ -167,7 +167,7 @@ def test_torch_inputs_and_return_edges():
 
 
 def _reference_dbe(edges_gt, pred, lo, hi):
-    """protocols.md §3.5 as the TUM copy writes it (products of masks, symmetric truncated)."""
+    """the book's appendix "Reference" as the TUM copy writes it (products of masks, symmetric truncated)."""
     if np.sum(edges_gt) == 0:
         return np.nan, np.nan
     p = pred.copy().astype("f")

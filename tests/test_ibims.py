@@ -1,4 +1,4 @@
-"""iBims-1 .mat parsing and preparation on fixtures (protocols.md §3.3, §5.6)."""
+"""iBims-1 .mat parsing and preparation on fixtures (the book's appendix "Reference")."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""KITTI raw parsing on tiny fixture drives written by the tests (protocols.md §1, §5.1)."""
+"""KITTI raw parsing on tiny fixture drives written by the tests (the book's appendix "Reference")."""
 from __future__ import annotations
 
 from pathlib import Path

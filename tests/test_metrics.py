@@ -1,4 +1,4 @@
-"""bore_depth_lite.metrics: the hand-computable cases of protocols.md §5.3, scaling, aggregation."""
+"""bore_depth_lite.metrics: the hand-computable cases of the book's appendix "Reference", scaling, aggregation."""
 from __future__ import annotations
 
 import math

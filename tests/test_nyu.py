@@ -1,4 +1,4 @@
-"""NYUv2 labeled .mat (v7.3 / HDF5) and splits.mat parsing on fixtures (protocols.md §2.7, §5.2)."""
+"""NYUv2 labeled .mat (v7.3 / HDF5) and splits.mat parsing on fixtures (the book's appendix "Reference")."""
 from __future__ import annotations
 
 from pathlib import Path

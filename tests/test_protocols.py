@@ -138,7 +138,7 @@ def test_resize_rejects_invalid_prediction():
 
 # --- full pipeline vs reference transcriptions -----------------------------------------------------
 def _bore_compute_errors(gt, pred, dataset):
-    """BoRe-Depth test.py compute_errors (protocols.md §1.7), batch of one, in float64."""
+    """BoRe-Depth test.py compute_errors (the book's appendix "Reference"), batch of one, in float64."""
     _, h, w = gt.shape
     if pred.nelement() != gt.nelement():
         pred = F.interpolate(pred, [h, w], mode="bilinear", align_corners=False)

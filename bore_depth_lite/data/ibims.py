@@ -1,6 +1,6 @@
 """iBims-1 (100 indoor test images, laser-scanned GT, annotated depth edges): the ``.mat``
 files of ``ibims1_core_mat``, ``imagelist.txt``, the raw 16-bit depth PNGs, and preparation
-into the shared layout (protocols.md §3). Zero-shot only: there is no training split.
+into the shared layout (the book's appendix "Reference"). Zero-shot only: there is no training split.
 
 The two masks are named for what they remove but mark *valid* pixels: ``mask_invalid`` = 1
 where the depth is valid, ``mask_transp`` = 1 where the surface is not transparent.

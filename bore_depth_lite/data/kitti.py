@@ -1,5 +1,5 @@
 """KITTI raw: calibration, velodyne, Eigen-split parsing, GT depth, and preparation into the
-shared layout. Formats and reference behaviour: ``shared/reference/protocols.md`` §1.
+shared layout. Formats and reference behaviour: the book's appendix "Reference" (KITTI protocol).
 
 GT depth reproduces monodepth2's ``generate_depth_map`` (the Eigen export), including the
 duplicate-resolution quirk of its ported MATLAB ``sub2ind`` (linear index row·(W−1) + col − 1

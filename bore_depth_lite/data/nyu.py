@@ -1,5 +1,5 @@
 """NYU Depth v2 labeled set: the v7.3 (HDF5) ``.mat``, ``splits.mat``, the camera, and
-preparation of the 654-image test split into the shared layout (protocols.md §2).
+preparation of the 654-image test split into the shared layout (the book's appendix "Reference").
 
 h5py shows MATLAB's column-major arrays with every dimension reversed: ``images`` is
 (N, 3, W, H), ``depths`` (N, W, H). The plain full transpose restores (H, W[, 3]); rotations or
