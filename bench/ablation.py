@@ -1,6 +1,6 @@
 """The paper's ablations on the synthetic world, one papermill run per (variant, seed).
 
-Usage: python bench/ablation.py --config bench/ablation.yaml [--out DIR] [--work DIR] [--no-resume] [--jobs N]
+Usage: python bench/ablation.py --config bench/ablation.yaml [--out DIR] [--runs DIR] [--work DIR] [--no-resume] [--jobs N]
 
 Steps:
 1. render the synthetic world once (``world`` in the YAML; the same world for every seed, so
@@ -8,9 +8,9 @@ Steps:
 2. train the frozen semantic teacher once (``teacher``), shared by every stage-2 run;
 3. execute ``bench/ablation_run.ipynb`` with papermill for every seed and variant (the
    ``stage1`` run of a seed goes first: ``two_stage`` starts from its checkpoint after
-   ``stage1_steps``), saving each executed notebook to ``<out>/ablation_runs/``;
+   ``stage1_steps``), saving each executed notebook to ``<runs>/`` (``bench/results/ablation_runs``);
 4. tabulate mean ± std over seeds of AbsRel, δ1, ε_acc and ε_comp, and the paired
-   per-seed differences that answer the paper's three questions, into ``<out>/ablation.json``
+   per-seed differences that answer the paper's three questions, into ``<out>/ablation.json`` (``bore_depth_lite/assets/results``, shipped with the package)
    and ``<out>/ablation.md``; the first seed's predictions on one test image go to
    ``<out>/ablation_samples.npz`` (the chapter's boundary crops).
 
@@ -56,7 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "train": {"model": "tiny", "stage1_steps": 120, "stage2_steps": 80, "batch_size": 4, "lr": 5e-4,
               "semantic_weight": 0.1, "sample_index": 3},
     "jobs": 1,
-    "out": "bench/results",
+    "cell_timeout_s": 6 * 3600,   # the longest a run's training cell may take
+    "out": "bore_depth_lite/assets/results",   # the summary ships with the package (chapter 7 reads it)
+    "runs": "bench/results/ablation_runs",     # every run's executed notebook (provenance, not shipped)
     "work": "runs/ablation",
 }
 
@@ -88,6 +90,8 @@ def load_config(path: Path | None) -> dict[str, Any]:
         raise SystemExit(f"ablation: variants must be a non-empty subset of {list(VARIANTS)}, got {config['variants']}")
     if not isinstance(config["jobs"], int) or config["jobs"] < 1:
         raise SystemExit(f"ablation: jobs must be a positive integer, got {config['jobs']!r}")
+    if not isinstance(config["cell_timeout_s"], int) or config["cell_timeout_s"] < 1:
+        raise SystemExit(f"ablation: cell_timeout_s must be a positive integer, got {config['cell_timeout_s']!r}")
     if not config["seeds"] or len(set(config["seeds"])) != len(config["seeds"]):
         raise SystemExit(f"ablation: seeds must be a non-empty list of distinct integers, got {config['seeds']}")
     return config
@@ -143,7 +147,7 @@ def run_parameters(config: dict[str, Any], variant: str, seed: int, world: Path,
     return params
 
 
-def execute_run(params: dict[str, Any], notebook: Path, resume: bool) -> dict[str, Any]:
+def execute_run(params: dict[str, Any], notebook: Path, resume: bool, cell_timeout_s: int) -> dict[str, Any]:
     import papermill
 
     out = Path(params["out_dir"])
@@ -153,7 +157,8 @@ def execute_run(params: dict[str, Any], notebook: Path, resume: bool) -> dict[st
         return json.loads(metrics.read_text())
     notebook.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(TEMPLATE), str(notebook), parameters=params, kernel_name="python3",
-                               cwd=str(ROOT), progress_bar=False, log_output=False)
+                               cwd=str(ROOT), progress_bar=False, log_output=False,
+                               execution_timeout=cell_timeout_s)   # a stalled cell fails with its source, never hangs
     if not metrics.is_file():
         raise RuntimeError(f"{notebook}: the run finished but wrote no {metrics}")
     atomic_write(stamp, json.dumps(params))
@@ -269,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="YAML sweep description (default: built-in defaults)")
     parser.add_argument("--out", type=Path, help="results folder (overrides the YAML's out)")
+    parser.add_argument("--runs", type=Path, help="folder of the executed run notebooks (overrides the YAML's runs)")
     parser.add_argument("--work", type=Path, help="training runs folder (overrides the YAML's work)")
     parser.add_argument("--no-resume", action="store_true", help="re-run runs whose results exist")
     parser.add_argument("--jobs", type=int, help="seeds trained at once, one kernel and one thread each "
@@ -281,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         config["jobs"] = args.jobs
     out = (args.out or ROOT / config["out"]).resolve()
     work = (args.work or ROOT / config["work"]).resolve()
+    runs_dir = (args.runs or ROOT / config["runs"]).resolve()
     config["out"], config["work"] = str(args.out or config["out"]), str(args.work or config["work"])
+    config["runs"] = str(args.runs or config["runs"])
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
@@ -310,9 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         # a seed's variants run in order (two_stage starts from stage1's checkpoint); seeds are independent
         for variant in order:
             params = run_parameters(config, variant, seed, world, teacher, work)
-            notebook = out / "ablation_runs" / f"{variant}-seed{seed}.ipynb"
+            notebook = runs_dir / f"{variant}-seed{seed}.ipynb"
             t = time.perf_counter()
-            result = execute_run(params, notebook, resume=not args.no_resume)
+            result = execute_run(params, notebook, resume=not args.no_resume, cell_timeout_s=config["cell_timeout_s"])
             shrink_notebook(notebook)
             with lock:
                 runs.append(result)

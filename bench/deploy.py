@@ -1,7 +1,7 @@
 """Deployment benchmark: PyTorch eager vs ONNX Runtime fp32 / INT8 (and GPU backends when present).
 
 Usage: python bench/deploy.py [--config paper] [--sizes 256x320 256x832] [--rounds 15] [--threads 2]
-                              [--out bench/results/deploy_cpu.json]
+                              [--out bore_depth_lite/assets/results/deploy_cpu.json]
 
 Batch 1, random weights (latency does not depend on them). Every backend runs once per
 round, in turn, so all of them see the same machine load; latency is wall-clock per call.
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calibration-frames", type=int, default=8)
     p.add_argument("--no-int8", action="store_true", help="skip the INT8 backend")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "deploy_cpu.json")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "bore_depth_lite" / "assets" / "results" / "deploy_cpu.json")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     import logging

@@ -71,16 +71,18 @@ def test_tiny_sweep_end_to_end(tmp_path):
         "world: {height: 64, width: 64, train_scenes: 1, frames_per_scene: 5, test_scenes: 1, "
         "test_frames_per_scene: 2}\n"
         "teacher: {steps: 12, batch_size: 2}\n"
-        "train: {stage1_steps: 1, stage2_steps: 1, batch_size: 2, sample_index: 1}\n")
-    out, work = tmp_path / "out", tmp_path / "work"
-    assert ablation.main(["--config", str(config), "--out", str(out), "--work", str(work), "--jobs", "2"]) == 0
+        "train: {stage1_steps: 1, stage2_steps: 1, batch_size: 2, sample_index: 1}\n"
+        "cell_timeout_s: 600\n")
+    out, work, runs_dir = tmp_path / "out", tmp_path / "work", tmp_path / "runs"
+    args = ["--config", str(config), "--out", str(out), "--work", str(work), "--runs", str(runs_dir), "--jobs", "2"]
+    assert ablation.main(args) == 0
 
     result = json.loads((out / "ablation.json").read_text())
     ran = set(result["summary"])
     assert ran | set(result["not_run"]) == set(ablation.VARIANTS)
     assert {"stage1", "two_stage", "joint"} <= ran
     for variant in ran:
-        nb = nbformat.read(out / "ablation_runs" / f"{variant}-seed0.ipynb", as_version=4)
+        nb = nbformat.read(runs_dir / f"{variant}-seed0.ipynb", as_version=4)
         assert nb.metadata["papermill"]["parameters"]["variant"] == variant
         assert not any(o.output_type == "error" for c in nb.cells for o in c.get("outputs", []))
         for metric in ablation.METRICS:
@@ -96,5 +98,5 @@ def test_tiny_sweep_end_to_end(tmp_path):
     # A second call finds every run done and repeats none of them.
     before = {p: p.stat().st_mtime_ns for p in work.glob("*-seed0/metrics.json")}
     assert len(before) == len(ran)
-    assert ablation.main(["--config", str(config), "--out", str(out), "--work", str(work), "--jobs", "2"]) == 0
+    assert ablation.main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("*-seed0/metrics.json")} == before

@@ -6,6 +6,8 @@ nbval re-executes them and compares outputs; these checks catch what nbval canno
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 
 import nbformat
 import pytest
@@ -42,12 +44,47 @@ def test_executed_in_order_with_outputs(path):
             assert out.output_type != "error", f"{path.name}: stored error output"
 
 
+#: extra -> the modules it provides (pyproject.toml's optional dependencies a chapter may need)
+EXTRA_MODULES = {"widgets": {"ipywidgets"}, "deploy": {"onnx", "onnxruntime", "onnxscript"}}
+#: package modules that need an extra (they import it)
+PACKAGE_MODULE_EXTRAS = {"bore_depth_lite.deploy": "deploy", "bore_depth_lite.explore": "widgets"}
+
+
+def _extras_needed(nb) -> set[str]:
+    source = "\n".join(c.source for c in _code_cells(nb)[1:])
+    imported = set(re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, re.M))
+    needed = {extra for extra, modules in EXTRA_MODULES.items() if {m.split(".")[0] for m in imported} & modules}
+    return needed | {extra for module, extra in PACKAGE_MODULE_EXTRAS.items()
+                     if any(m == module or m.startswith(module + ".") for m in imported)}
+
+
+def test_extras_match_pyproject():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, modules in EXTRA_MODULES.items():
+        names = {re.split(r"[<>=!~\[ ;]", dep)[0].replace("-", "_") for dep in extras[extra]}
+        assert names == modules, f"pyproject.toml extra {extra!r}: {names} != {modules}"
+
+
+def test_repository_url_is_one_place():
+    """_config.yml's repository.url is the one place; pyproject.toml and the install cells agree."""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Repository"] == urls["Homepage"] == REPOSITORY_URL, "pyproject.toml's urls differ from _config.yml"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_colab_cell_installs_from_the_configured_repository(path):
-    first = _code_cells(nbformat.read(path, as_version=4))[0]
+def test_colab_cell_installs_the_extras_the_chapter_needs(path):
+    nb = nbformat.read(path, as_version=4)
+    first = _code_cells(nb)[0]
     assert "remove-cell" in first.metadata.get("tags", [])
-    assert 'find_spec("bore_depth_lite") is None' in first.source
     assert f"git+{REPOSITORY_URL}.git" in first.source, "install URL differs from _config.yml repository.url"
+    spec = re.search(r'%pip install -q "bore_depth_lite(?:\[([\w,]+)\])? @ \{source\}"', first.source)
+    checked = re.search(r"find_spec\(m\) is None for m in \(([^)]*)\)", first.source)
+    assert spec and checked, f"{path.name}: the install cell does not follow book/CONTRIBUTING.md\n{first.source}"
+    installs = set(spec.group(1).split(",")) if spec.group(1) else set()
+    assert installs == _extras_needed(nb), f"{path.name}: installs extras {installs}, needs {_extras_needed(nb)}"
+    modules = set(re.findall(r"[\"']([\w.]+)[\"']", checked.group(1)))
+    assert modules == {"bore_depth_lite"}.union(*(EXTRA_MODULES[e] for e in installs)), \
+        f"{path.name}: the install cell checks {modules}, not the modules of what it installs"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
