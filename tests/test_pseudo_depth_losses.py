@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from bore_depth_lite import losses as L
+from bore_depth_lite import losses
+from bore_depth_lite import pseudo_depth_losses as L
 
 
 def _K(h: int, w: int, dtype=torch.float64) -> torch.Tensor:
@@ -371,7 +372,7 @@ def test_dtype_matrix(frame, dtype):
 # ------------------------------------------------------------------- stage1_loss switches
 def _stage1(frame, **kw):
     f = frame
-    return L.stage1_loss(f["tgt"], f["srcs"], f["tgt_depth"] * 1.1, [d * 1.1 for d in f["src_depths"]], f["poses"],
+    return losses.stage1_loss(f["tgt"], f["srcs"], f["tgt_depth"] * 1.1, [d * 1.1 for d in f["src_depths"]], f["poses"],
                          None, f["K"], **kw)
 
 
@@ -426,7 +427,7 @@ def test_stage1_pseudo_terms_backward_under_autocast(frame):
     depth = (f["tgt_depth"].float() * 1.1).requires_grad_()
     kw = dict(pseudo_depth=f["pseudo"].half(), normal_weight=0.1, mask_rank_weight=0.1, normal_rank_weight=0.1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = L.stage1_loss(f["tgt"].float(), [x.float() for x in f["srcs"]], depth,
+        out = losses.stage1_loss(f["tgt"].float(), [x.float() for x in f["srcs"]], depth,
                             [d.float() for d in f["src_depths"]], [p.float() for p in f["poses"]], None,
                             f["K"].float(), generator=_gen(0), **kw)
     assert out["loss"].dtype == torch.float32 and all(out[k].dtype == torch.float32 for k in ("normal", "mask_rank"))
