@@ -69,8 +69,13 @@ def reader_env(tmp_path_factory):
     base = tmp_path_factory.mktemp("reader")
     # Build from a copy: setuptools writes build/ and *.egg-info/ into the tree it builds.
     source = base / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "_build", "build", "runs", "data",
-                                                                 "*.egg-info", "__pycache__", ".ipynb_checkpoints"))
+    everywhere = shutil.ignore_patterns(".git", ".venv", "*.egg-info", "__pycache__", ".ipynb_checkpoints")
+    at_root = {"_build", "build", "runs", "data"}          # not bore_depth_lite/data, the package's own
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return set(everywhere(folder, names)) | (at_root & set(names) if Path(folder) == ROOT else set())
+
+    shutil.copytree(ROOT, source, ignore=ignore)
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(base / "dist"),
           str(source)])
     wheel = next((base / "dist").glob("bore_depth_lite-*.whl"))
