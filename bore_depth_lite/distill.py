@@ -211,6 +211,9 @@ def teacher_encoder_config(name: str) -> EncoderConfig:
     return replace(ENCODER_CONFIGS[name], mlp_ratio=4.0)
 
 
+#: OneCycleLR with pct_start=0.1 divides by (0.1 * steps - 1): it needs more than 10 steps
+MIN_TEACHER_STEPS = 11
+
 def train_teacher(dataset, out_path: str | Path, num_classes: int, class_names: Sequence[str] = (),
                   encoder: str = "small", steps: int = 300, batch_size: int = 8, lr: float = 1e-3,
                   seed: int = 0, device: str = "auto", progress: bool = True) -> TeacherTrainResult:
@@ -232,8 +235,9 @@ def train_teacher(dataset, out_path: str | Path, num_classes: int, class_names: 
     from .preprocess import normalize_imagenet
 
     dev = setup(seed, device)
-    if steps < 10:
-        raise ValueError(f"train_teacher needs steps >= 10 (its one-cycle schedule warms up first), got {steps}")
+    if steps < MIN_TEACHER_STEPS:
+        raise ValueError(f"train_teacher needs steps >= {MIN_TEACHER_STEPS} (its one-cycle schedule warms up over "
+                         f"the first 10 % of the steps, which must be more than one step), got {steps}")
     if len(dataset) == 0:
         raise ValueError("the teacher's data set is empty")
     teacher = SegmentationTeacher(teacher_encoder_config(encoder), num_classes).to(dev).train()

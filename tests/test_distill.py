@@ -61,23 +61,39 @@ def test_torchvision_teacher_levels_with_random_weights():
     assert [f.shape[-1] for f in feats] == [48, 24, 12, 6, 6]   # dilated: the last level stays at stride 16
 
 
+class Halves(torch.utils.data.Dataset):
+    """Two classes split by a vertical edge whose position varies: learnable in a few steps."""
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        col = 16 + 2 * i
+        image = torch.zeros(3, 32, 64)
+        image[0, :, col:] = 1.0
+        labels = torch.zeros(32, 64, dtype=torch.long)
+        labels[:, col:] = 1
+        return {"image": image, "semantic": labels}
+
+
 def test_teacher_learns_a_segmentation(tmp_path):
-    # Two classes split by a vertical edge whose position varies: learnable in a few steps.
-    class Halves(torch.utils.data.Dataset):
-        def __len__(self):
-            return 16
-
-        def __getitem__(self, i):
-            col = 16 + 2 * i
-            image = torch.zeros(3, 32, 64)
-            image[0, :, col:] = 1.0
-            labels = torch.zeros(32, 64, dtype=torch.long)
-            labels[:, col:] = 1
-            return {"image": image, "semantic": labels}
-
     result = train_teacher(Halves(), tmp_path / "t.pt", num_classes=2, encoder="tiny", steps=40, batch_size=4,
                            lr=3e-3, progress=False)
     assert result.losses[-1] < 0.5 * result.losses[0]
     assert result.pixel_accuracy > 0.9
     with pytest.raises(ValueError, match="steps"):
         train_teacher(Halves(), tmp_path / "u.pt", num_classes=2, steps=3, progress=False)
+
+
+@pytest.mark.parametrize("steps", [10, 11])
+def test_teacher_step_minimum_is_the_schedules_real_one(steps, tmp_path):
+    """10 steps used to pass the check and then divide by zero inside OneCycleLR."""
+    from bore_depth_lite.distill import MIN_TEACHER_STEPS, train_teacher
+    assert MIN_TEACHER_STEPS == 11
+    if steps < MIN_TEACHER_STEPS:
+        with pytest.raises(ValueError, match="needs steps >= 11"):
+            train_teacher(Halves(), tmp_path / "t.pt", num_classes=2, encoder="tiny", steps=steps, progress=False)
+    else:
+        result = train_teacher(Halves(), tmp_path / "t.pt", num_classes=2, encoder="tiny", steps=steps, batch_size=2,
+                               progress=False)
+        assert (tmp_path / "t.pt").is_file() and 0.0 <= result.pixel_accuracy <= 1.0
