@@ -15,19 +15,12 @@ import torch
 from .models import DepthNet, load_depthnet
 from .models.official import safe_torch_load
 
-__all__ = ["ASSETS", "RESULTS", "PRETRAINED", "pretrained_path", "load_pretrained", "pretrained_info", "shipped_result"]
+__all__ = ["ASSETS", "RESULTS", "PRETRAINED", "pretrained_path", "load_pretrained", "pretrained_info"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 #: Results of long runs that the chapters read (the ablation sweep, the deployment benchmark),
 #: shipped with the package so that a chapter runs from any folder, Colab included.
 RESULTS = ASSETS / "results"
-#: name -> the command that writes it
-SHIPPED_RESULTS: dict[str, str] = {
-    "ablation.json": "make ablation (bench/ablation.py)",
-    "ablation.md": "make ablation (bench/ablation.py)",
-    "ablation_samples.npz": "make ablation (bench/ablation.py)",
-    "deploy_cpu.json": "python bench/deploy.py",
-}
 #: name -> file in ASSETS
 PRETRAINED: dict[str, str] = {"tiny-driving": "depthnet_tiny_driving.pt"}
 DEFAULT = "tiny-driving"
@@ -39,16 +32,6 @@ def pretrained_path(name: str = DEFAULT) -> Path:
     path = ASSETS / PRETRAINED[name]
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `make pretrained` to train and write it")
-    return path
-
-
-def shipped_result(name: str) -> Path:
-    """The path of a result file the package ships (``assets/results``)."""
-    if name not in SHIPPED_RESULTS:
-        raise ValueError(f"unknown shipped result {name!r}; available: {sorted(SHIPPED_RESULTS)}")
-    path = RESULTS / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {SHIPPED_RESULTS[name]} writes it")
     return path
 
 
