@@ -106,7 +106,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 def prepare_world(config: dict[str, Any], work: Path) -> Path:
     from bore_depth_lite.data.generate import SyntheticConfig
-    from bore_depth_lite.training_data import ensure_synthetic
+    from bore_depth_lite.data.cache import ensure_synthetic
 
     w = config["world"]
     return ensure_synthetic(SyntheticConfig(preset=w["preset"], height=w["height"], width=w["width"], seed=w["seed"],
@@ -118,7 +118,7 @@ def prepare_world(config: dict[str, Any], work: Path) -> Path:
 def prepare_teacher(config: dict[str, Any], world: Path, work: Path) -> Path:
     """Train the teacher unless one with the same recipe exists in ``work``."""
     from bore_depth_lite.distill import train_teacher
-    from bore_depth_lite.training_data import SemanticFrames
+    from bore_depth_lite.data import SemanticFrames
 
     t = config["teacher"]
     recipe = {**t, "encoder": config["train"]["model"], "world": str(world)}

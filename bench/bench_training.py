@@ -16,7 +16,7 @@ import time
 import torch
 
 from bore_depth_lite.training import TrainConfig, Trainer
-from bore_depth_lite.training_data import training_datasets
+from bore_depth_lite.training import training_datasets
 
 
 def measure(model: str, pose_arch: str, steps: int, threads: int) -> dict:

@@ -13,7 +13,7 @@ import torch
 
 __version__ = "0.1.0"
 
-__all__ = ["setup", "resolve_device", "__version__"]
+__all__ = ["setup", "seed_everything", "resolve_device", "__version__"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -36,6 +36,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's, NumPy's and torch's generators (what a training run does itself)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
 def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | None = 1) -> torch.device:
     """Seed every generator, fix the CPU thread count, and return the resolved device.
 
@@ -43,13 +51,12 @@ def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | Non
     every run (nbval compares them). One CPU thread by default: a training run's numbers then
     do not depend on how many cores the machine has (parallel reductions sum in another
     order, and training amplifies the difference). ``threads=None`` leaves torch's default;
-    the environment variable ``BORE_DEPTH_THREADS`` overrides ``threads`` for speed.
+    the environment variable ``BORE_DEPTH_THREADS`` overrides ``threads`` for speed. Only
+    chapters and command-line entry points call it: the thread count is the process's, not a
+    library's, decision.
     """
     threads = int(os.environ["BORE_DEPTH_THREADS"]) if os.environ.get("BORE_DEPTH_THREADS") else threads
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     if threads is not None:
         torch.set_num_threads(threads)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     return resolve_device(device)

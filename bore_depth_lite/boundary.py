@@ -51,7 +51,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import feature
 
-from .metrics import ArrayLike, as_image, as_numpy
+from .arrays import ArrayLike, as_image, as_numpy
 
 Completeness = Literal["symmetric", "directed"]
 DEFAULT_THRESHOLDS: tuple[float, float] = (0.15, 0.30)
@@ -180,36 +180,6 @@ def depth_boundary_error(edges_gt: ArrayLike, pred: ArrayLike,
         est = detect_depth_edges(p, thresholds, sigma)
         acc, comp = chamfer_boundary_errors(gt, est, theta, completeness)
     return (acc, comp, est) if return_edges else (acc, comp)
-
-
-def directed_depth_error(gt: ArrayLike, pred: ArrayLike, threshold: float = 3.0) -> dict[str, float]:
-    """iBims-1 directed depth error over the valid pixels of one image (the book's appendix "Reference").
-
-    Both maps are split at ``threshold`` metres into near (<= threshold) and far (> threshold).
-
-    Args:
-        gt: (N,) or any shape: valid GT depths (finite).
-        pred: same shape: predicted depths of the same pixels (finite).
-        threshold: near/far split in metres.
-
-    Returns:
-        ``dde_0`` (same side), ``dde_m`` (pred near, GT far: predicted too near) and
-        ``dde_p`` (pred far, GT near: predicted too far) as fractions of the pixels. How they
-        map onto the paper's ε_DDE^-/ε_DDE^+ is not confirmed.
-    """
-    g = as_numpy(gt, "gt").ravel()
-    p = as_numpy(pred, "pred").ravel()
-    if as_numpy(gt, "gt").shape != as_numpy(pred, "pred").shape:
-        raise ValueError(f"gt {as_numpy(gt, 'gt').shape} and pred {as_numpy(pred, 'pred').shape} "
-                         "must have the same shape")
-    if g.size == 0:
-        raise ValueError("gt and pred are empty: no valid pixel for the directed depth error")
-    for arr, name in ((g, "gt"), (p, "pred")):
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} has {int((~np.isfinite(arr)).sum())} NaN/inf value(s); mask them out")
-    diff = (p <= threshold).astype(np.int8) - (g <= threshold).astype(np.int8)
-    return {"dde_0": float(np.mean(diff == 0)), "dde_m": float(np.mean(diff == 1)),
-            "dde_p": float(np.mean(diff == -1))}
 
 
 def boundary_setting(thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import ArrayLike, as_image
+from .arrays import ArrayLike, as_image
 
 __all__ = ["DEFAULT_THRESHOLDS", "occluding_contours", "boundary_f1"]
 

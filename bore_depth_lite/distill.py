@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpointing import atomic_save, safe_load
+from .checkpoint import atomic_save, safe_load
 from .models.mpvit import ENCODER_CONFIGS, EncoderConfig, MPViTEncoder
 
 __all__ = ["SegmentationTeacher", "TorchvisionTeacher", "SemanticGuide", "semantic_information_loss",
@@ -231,10 +231,11 @@ def train_teacher(dataset, out_path: str | Path, num_classes: int, class_names: 
     """
     from tqdm import tqdm
 
-    from . import setup
+    from . import resolve_device, seed_everything
     from .preprocess import normalize_imagenet
 
-    dev = setup(seed, device)
+    seed_everything(seed)
+    dev = resolve_device(device)
     if steps < MIN_TEACHER_STEPS:
         raise ValueError(f"train_teacher needs steps >= {MIN_TEACHER_STEPS} (its one-cycle schedule warms up over "
                          f"the first 10 % of the steps, which must be more than one step), got {steps}")

@@ -24,19 +24,19 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .metrics import aggregate_results, format_results_table
-from .preprocess import normalize_imagenet
+from .reporting import aggregate_results, format_results_table
+from .preprocess import PRESETS, normalize_imagenet
 from .protocols import PROTOCOLS, evaluate_image
 
 __all__ = ["predict_depth", "evaluate_depth_net", "ConstantDepth", "DATASETS", "main"]
 
-#: dataset name -> (default protocol, network input size (H, W), 16-bit PNG depth scale)
+#: dataset name -> (default protocol, network input size (H, W): the released presets, 16-bit PNG depth scale)
 DATASETS: dict[str, tuple[str, tuple[int, int] | None, float]] = {
     "synthetic": ("synthetic_indoor", None, 1000.0),
     "synthetic-driving": ("synthetic_driving", None, 1000.0),
-    "kitti": ("bore_kitti", (256, 832), 1000.0),
-    "nyu": ("bore_nyu", (256, 320), 1000.0),
-    "ibims": ("ibims", (256, 320), 1000.0),
+    "kitti": ("bore_kitti", PRESETS["kitti"], 1000.0),
+    "nyu": ("bore_nyu", PRESETS["nyu"], 1000.0),
+    "ibims": ("ibims", PRESETS["ibims"], 1000.0),
 }
 
 
@@ -91,7 +91,7 @@ def evaluate_depth_net(depth_net: nn.Module, dataset: Dataset, protocol: str = "
 
 
 def _load(checkpoint: str | None, device: torch.device) -> nn.Module:
-    from .models import load_any_depthnet
+    from .checkpoint import load_any_depthnet
 
     if checkpoint is None:
         raise SystemExit("bore-depth-evaluate: --checkpoint is required (ours, or a released BoRe-Depth .ckpt); "
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if root is None:
             from .data.generate import SyntheticConfig
-            from .training_data import ensure_synthetic
+            from .data.cache import ensure_synthetic
 
             preset = "driving" if args.dataset == "synthetic-driving" else "indoor"
             h, w = size or (96, 160)   # the chapters' and the shipped network's training size

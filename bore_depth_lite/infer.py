@@ -10,7 +10,7 @@ For every image (or video frame) it writes ``<name>.npy`` (float32 depth, H×W, 
 network resolution unless ``--keep-size``) and ``<name>.png`` (inverse depth, magma colours).
 A file that cannot be read is reported and skipped; the rest of the batch goes on; the exit
 status is 1 if any input failed. There are no weights to download: give a checkpoint (ours,
-see ``bore_depth_lite.models.checkpoint``, or a released BoRe-Depth ``.ckpt``).
+see ``bore_depth_lite.checkpoint``, or a released BoRe-Depth ``.ckpt``).
 """
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import resolve_device
-from .models import DEPTHNET_CONFIGS, DepthNet, load_any_depthnet
-from .preprocess import PRESETS, ImageLoadError, load_image, preprocess
+from .checkpoint import load_any_depthnet
+from .models import DEPTHNET_CONFIGS, DepthNet
+from .images import IMAGE_EXTENSIONS, ImageLoadError, image_size, load_image
+from .preprocess import PRESETS, preprocess
 
 __all__ = ["main", "predict_depth", "colorize_depth", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
@@ -38,7 +40,6 @@ __all__ = ["main", "predict_depth", "colorize_depth", "IMAGE_EXTENSIONS", "VIDEO
 #: (tiny network, CPU, fp32): 6000x4000 took 7.6 GiB and 76 s.
 LARGE_IMAGE_PIXELS = 4_000_000
 BYTES_PER_PIXEL = 340
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
 
 
@@ -102,7 +103,7 @@ def _collect(inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
     for inp in inputs:
         if inp.is_dir():
             files = sorted(p for p in inp.rglob("*") if p.is_file())
-            usable = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS]
+            usable = [p for p in files if p.suffix.lower() in set(IMAGE_EXTENSIONS) | VIDEO_EXTENSIONS]
             if len(usable) < len(files):
                 notes.append(f"{inp}: ignored {len(files) - len(usable)} file(s) without an image/video extension")
             items += [(p, "__".join(p.relative_to(inp).with_suffix("").parts)) for p in usable]
@@ -142,11 +143,8 @@ def _warn_large(items: list[tuple[Path, str]]) -> None:
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             continue
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(path) as img:
-                    w, h = img.size
-        except Exception:  # unreadable files are reported when they are processed
+            w, h = image_size(path)
+        except ImageLoadError:  # unreadable files are reported when they are processed
             continue
         if w * h > LARGE_IMAGE_PIXELS:
             gib = w * h * BYTES_PER_PIXEL / 2 ** 30

@@ -1,4 +1,4 @@
-"""Standard depth metrics, scale alignment, per-image aggregation and result tables.
+"""Standard depth metrics of one image, scale alignment, and iBims-1's directed depth error.
 
 The formulas follow the book's appendix "Reference" (metrics: monodepth2, SC-Depth, BoRe-Depth, iBims-1):
 for the ``n`` valid pixels of ONE image, with ground truth ``g`` and prediction ``p``
@@ -15,7 +15,7 @@ abs_diff   mean(|g - p|)                  (SC-Depth / BoRe extra)
 =========  ====================================================
 
 The number a paper reports is the arithmetic mean of these per-image values over the
-test set (:func:`aggregate_results`), never a pooled mean over all pixels.
+test set (:func:`bore_depth_lite.reporting.aggregate_results`), never a pooled mean over all pixels.
 
 Error policy (decided once, used everywhere): the metric functions raise ``ValueError``
 naming the argument for shape mismatches, empty inputs, NaN/inf values and depths <= 0
@@ -27,13 +27,12 @@ moves results by ~1e-7 relative.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Literal
 
 import numpy as np
-import torch
 
-ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
+from .arrays import ArrayLike, as_numpy
+
 Scaling = Literal["median_lower", "median_numpy", "lstsq", "none"]
 
 DEPTH_METRICS: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10",
@@ -52,36 +51,6 @@ SCALINGS: tuple[str, ...] = ("median_lower", "median_numpy", "lstsq", "none")
 
 
 # ----------------------------------------------------------------------------- inputs
-def as_numpy(x: ArrayLike, name: str, dtype: Any = np.float64) -> np.ndarray:
-    """Convert a numpy array, torch tensor or sequence to a numpy array of ``dtype``.
-
-    Tensors are detached and moved to the CPU; this is the only place where torch enters.
-    """
-    if isinstance(x, torch.Tensor):
-        if x.is_complex():
-            raise ValueError(f"{name} must hold real numbers, got a complex tensor ({x.dtype})")
-        x = x.detach().cpu()
-        x = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
-        x = x.numpy()
-    if np.iscomplexobj(x):   # np.asarray(..., float64) would drop the imaginary part with a mere warning
-        raise ValueError(f"{name} must hold real numbers, got complex values")
-    try:
-        return np.asarray(x, dtype=dtype)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be an array of numbers, got {type(x).__name__}: {err}") from None
-
-
-def as_image(x: ArrayLike, name: str, dtype: Any = np.float64) -> np.ndarray:
-    """Return ONE image as an (H, W) array; accepts (H, W), (1, H, W) or (1, 1, H, W)."""
-    arr = as_numpy(x, name, dtype)
-    while arr.ndim > 2 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be one image of shape (H, W), (1, H, W) or (1, 1, H, W); "
-                         f"got shape {tuple(as_numpy(x, name, dtype).shape)}")
-    return arr
-
-
 def _check_pair(gt: ArrayLike, pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     g = as_numpy(gt, "gt")
     p = as_numpy(pred, "pred")
@@ -210,131 +179,31 @@ def scale_and_clamp(gt: ArrayLike, pred: ArrayLike, scaling: Scaling = "median_l
     return out, scale
 
 
-# ----------------------------------------------------------------------------- aggregation
-@dataclass(frozen=True)
-class AggregateResult:
-    """Mean of per-image metrics over a test set, with the protocol it was computed under.
+def directed_depth_error(gt: ArrayLike, pred: ArrayLike, threshold: float = 3.0) -> dict[str, float]:
+    """iBims-1 directed depth error over the valid pixels of one image (the book's appendix "Reference").
 
-    Attributes:
-        protocol: protocol name (e.g. ``"bore_kitti"``); stored with every result.
-        num_images: number of per-image results aggregated.
-        means: metric name -> mean over images (nanmean for the keys in ``nan_skipped``).
-        num_nan: metric name -> number of images whose value was NaN (skipped by nanmean, or
-            making the plain mean NaN).
-        nan_skipped: metric names averaged with nanmean.
-    """
-
-    protocol: str
-    num_images: int
-    means: dict[str, float]
-    num_nan: dict[str, int]
-    nan_skipped: tuple[str, ...] = field(default=BOUNDARY_METRICS)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN stays float('nan'); json.dump writes it as NaN)."""
-        return {"protocol": self.protocol, "num_images": self.num_images,
-                "means": dict(self.means), "num_nan": dict(self.num_nan),
-                "nan_skipped": list(self.nan_skipped)}
-
-
-def aggregate_results(results: Sequence[Mapping[str, Any]], protocol: str | None = None,
-                      nan_skipped: Sequence[str] | Literal["all"] = BOUNDARY_METRICS) -> AggregateResult:
-    """Arithmetic mean of per-image metric dicts (never a pooled mean: the book's appendix "Reference", metrics).
+    Both maps are split at ``threshold`` metres into near (<= threshold) and far (> threshold).
 
     Args:
-        results: one dict per image, as returned by
-            :func:`bore_depth_lite.protocols.evaluate_image`; every dict carries the same
-            metric keys and, unless ``protocol`` is given, a ``"protocol"`` key.
-        protocol: protocol name for results that do not carry one.
-        nan_skipped: metrics averaged with nanmean (default: the boundary errors, which are
-            NaN for an image without GT edges, as iBims-1 does); ``"all"`` for every metric.
-            Other metrics use the plain mean, so a NaN there makes the mean NaN.
-
-    Raises:
-        ValueError: no result, mixed protocols, missing protocol name, or inconsistent keys.
-    """
-    if len(results) == 0:
-        raise ValueError("results is empty: nothing to aggregate")
-    names = {r.get("protocol", protocol) for r in results}
-    if None in names:
-        raise ValueError("every result must carry its protocol name (key 'protocol') "
-                         "or pass protocol=...")
-    if len(names) != 1:
-        raise ValueError(f"results mix protocols {sorted(names)}; aggregate each protocol separately")
-    if protocol is not None and names != {protocol}:
-        raise ValueError(f"protocol={protocol!r} but the results say {sorted(names)}")
-    keys = [k for k in ALL_METRICS if k in results[0]]
-    for i, r in enumerate(results):
-        have = [k for k in ALL_METRICS if k in r]
-        if have != keys:
-            raise ValueError(f"results[{i}] has metrics {have}, results[0] has {keys}")
-    skip = set(ALL_METRICS if nan_skipped == "all" else nan_skipped)
-    means: dict[str, float] = {}
-    num_nan: dict[str, int] = {}
-    for k in keys:
-        values = np.array([float(r[k]) for r in results], dtype=np.float64)
-        nan = np.isnan(values)
-        num_nan[k] = int(nan.sum())
-        if k in skip:
-            means[k] = float(np.mean(values[~nan])) if (~nan).any() else math.nan
-        else:
-            means[k] = float(np.mean(values))
-    return AggregateResult(names.pop(), len(results), means, num_nan,
-                           tuple(k for k in ALL_METRICS if k in skip))
-
-
-def format_results_table(rows: AggregateResult | Mapping[str, AggregateResult],
-                         metrics: Sequence[str] | None = None,
-                         style: Literal["markdown", "text"] = "markdown", digits: int = 3) -> str:
-    """A results table whose first line names the protocol(s).
-
-    Args:
-        rows: one :class:`AggregateResult`, or ``{row label: AggregateResult}`` (e.g. one row
-            per model). Rows under different protocols get a ``protocol`` column.
-        metrics: metric keys to show, in order (default: those present, in
-            :data:`ALL_METRICS` order).
-        style: ``"markdown"`` (pipe table) or ``"text"`` (aligned columns).
-        digits: decimals printed.
+        gt: (N,) or any shape: valid GT depths (finite).
+        pred: same shape: predicted depths of the same pixels (finite).
+        threshold: near/far split in metres.
 
     Returns:
-        The table; a footnote lists metrics for which images were NaN.
+        ``dde_0`` (same side), ``dde_m`` (pred near, GT far: predicted too near) and
+        ``dde_p`` (pred far, GT near: predicted too far) as fractions of the pixels. How they
+        map onto the paper's ε_DDE^-/ε_DDE^+ is not confirmed.
     """
-    if isinstance(rows, AggregateResult):
-        rows = {"result": rows}
-    if not rows:
-        raise ValueError("rows is empty: nothing to format")
-    if style not in ("markdown", "text"):
-        raise ValueError(f"style must be 'markdown' or 'text', got {style!r}")
-    results = list(rows.values())
-    if metrics is None:
-        metrics = [k for k in ALL_METRICS if any(k in r.means for r in results)]
-    unknown = [m for m in metrics if m not in ALL_METRICS]
-    if unknown:
-        raise ValueError(f"metrics {unknown} are unknown; choose from {ALL_METRICS}")
-    protocols = sorted({r.protocol for r in results})
-    header = ["model"] + (["protocol"] if len(protocols) > 1 else []) + ["images"]
-    header += [DISPLAY_NAMES[m] + ("↑" if m in HIGHER_IS_BETTER else "↓") for m in metrics]
-    body = []
-    for label, r in rows.items():
-        line = [str(label)] + ([r.protocol] if len(protocols) > 1 else []) + [str(r.num_images)]
-        line += [f"{r.means[m]:.{digits}f}" if m in r.means else "—" for m in metrics]
-        body.append(line)
-    title = "Protocol: " + "; ".join(_describe_protocol(p) for p in protocols)
-    if style == "markdown":
-        table = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        table += ["| " + " | ".join(line) + " |" for line in body]
-    else:
-        widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
-        table = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                 for row in [header] + body]
-    notes = [f"{label}: {DISPLAY_NAMES[m]} NaN for {r.num_nan[m]}/{r.num_images} images"
-             + (" (skipped by nanmean)" if m in r.nan_skipped else "")
-             for label, r in rows.items() for m in metrics if r.num_nan.get(m, 0)]
-    return "\n".join([title, ""] + table + ([""] + notes if notes else []))
-
-
-def _describe_protocol(name: str) -> str:
-    from .protocols import PROTOCOLS  # late import: protocols imports this module
-
-    return PROTOCOLS[name].describe() if name in PROTOCOLS else name
-
+    g = as_numpy(gt, "gt").ravel()
+    p = as_numpy(pred, "pred").ravel()
+    if as_numpy(gt, "gt").shape != as_numpy(pred, "pred").shape:
+        raise ValueError(f"gt {as_numpy(gt, 'gt').shape} and pred {as_numpy(pred, 'pred').shape} "
+                         "must have the same shape")
+    if g.size == 0:
+        raise ValueError("gt and pred are empty: no valid pixel for the directed depth error")
+    for arr, name in ((g, "gt"), (p, "pred")):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} has {int((~np.isfinite(arr)).sum())} NaN/inf value(s); mask them out")
+    diff = (p <= threshold).astype(np.int8) - (g <= threshold).astype(np.int8)
+    return {"dde_0": float(np.mean(diff == 0)), "dde_m": float(np.mean(diff == 1)),
+            "dde_p": float(np.mean(diff == -1))}

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from .models import DepthNet, load_depthnet
-from .models.official import safe_torch_load
+from .checkpoint import load_depthnet, safe_load
+from .models import DepthNet
 
 __all__ = ["ASSETS", "RESULTS", "PRETRAINED", "pretrained_path", "load_pretrained", "pretrained_info"]
 
@@ -42,4 +42,4 @@ def load_pretrained(name: str = DEFAULT, map_location: str | torch.device = "cpu
 
 def pretrained_info(name: str = DEFAULT) -> dict[str, Any]:
     """What ``make pretrained`` recorded: the recipe, the metrics, the baselines' metrics."""
-    return dict(safe_torch_load(pretrained_path(name))["extra"])
+    return dict(safe_load(pretrained_path(name))["extra"])

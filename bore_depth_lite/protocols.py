@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from . import boundary
-from .metrics import (DEPTH_METRICS, ArrayLike, Scaling, as_image, compute_depth_metrics,
-                      scale_and_clamp)
+from .arrays import ArrayLike, as_image
+from .metrics import DEPTH_METRICS, Scaling, compute_depth_metrics, directed_depth_error, scale_and_clamp
 
 Crop = Literal["none", "garg", "nyu", "nyu_toolbox", "eigen_nyu"]
 GARG_FRACTIONS: tuple[float, float, float, float] = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
@@ -241,7 +241,7 @@ def evaluate_image(pred: ArrayLike, gt: ArrayLike, protocol: str | Protocol,
         pred_valid, scale = scale_and_clamp(gt_valid, p[valid], proto.scaling, proto.clamp)
         result.update(compute_depth_metrics(gt_valid, pred_valid))
         if proto.dde_threshold is not None:
-            result.update(boundary.directed_depth_error(gt_valid, pred_valid, proto.dde_threshold))
+            result.update(directed_depth_error(gt_valid, pred_valid, proto.dde_threshold))
     if edges_gt is not None:
         edges = as_image(edges_gt, "edges_gt", dtype=None)
         if edges.shape != g.shape:

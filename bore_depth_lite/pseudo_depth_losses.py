@@ -1,5 +1,8 @@
 """SC-Depth v3's pseudo-depth terms of the stage-1 objective (switched off by default).
 
+Longer than 400 lines because the three terms share the normals and the pair sampling, and each
+carries the derivation of the formula it implements (the tests check each against it).
+
 They are fed by a monocular *pseudo-depth* of the target frame (any relative depth: right
 order and shapes, unknown scale and shift; the synthetic world writes a simulated one, v3 used
 LeReS): normal matching (:func:`normal_matching_loss`), dynamic-region mask ranking

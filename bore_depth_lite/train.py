@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train the embedded semantic teacher on the synthetic labels and exit")
     parser.add_argument("--out", dest="out_dir", help="output folder (checkpoint, metrics.csv, samples)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: torch's, all cores); 1 makes a CPU run's numbers independent of the machine's core count")
     for f in fields(TrainConfig):
         if f.name == "out_dir":
             continue
@@ -131,7 +133,15 @@ def _failed(message: str) -> SystemExit:
 
 def main(argv: list[str] | None = None) -> int:
     config, args = parse_config(argv)
-    from .training_data import teacher_dataset, training_datasets
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads: expected an integer >= 1, found {args.threads}")
+    from . import setup
+
+    try:
+        setup(config.seed, config.device, threads=args.threads)
+    except ValueError as err:
+        raise UsageError(f"--device: {err}") from None
+    from .training import teacher_dataset, training_datasets
 
     if args.teacher_only:
         from .distill import train_teacher

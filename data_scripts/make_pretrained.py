@@ -23,11 +23,13 @@ from bore_depth_lite import setup
 from bore_depth_lite.data.datasets import TestDataset
 from bore_depth_lite.data.generate import SyntheticConfig
 from bore_depth_lite.evaluate import ConstantDepth, evaluate_depth_net
-from bore_depth_lite.models import DepthNet, save_depthnet
+from bore_depth_lite.checkpoint import save_depthnet
+from bore_depth_lite.models import DepthNet
 from bore_depth_lite.pretrained import ASSETS, PRETRAINED
 from bore_depth_lite.fileio import check_output_file
 from bore_depth_lite.training import TrainConfig, Trainer
-from bore_depth_lite.training_data import ensure_synthetic, training_datasets
+from bore_depth_lite.data.cache import ensure_synthetic
+from bore_depth_lite.training import training_datasets
 
 NAME = "tiny-driving"
 RECIPE = dict(model="tiny", pose_arch="small", synthetic_preset="driving", height=96, width=160, batch_size=4,

@@ -22,11 +22,11 @@ from bore_depth_lite.data import ibims, kitti, nyu
 from bore_depth_lite.data.generate import SyntheticConfig
 from bore_depth_lite.data.layout import LayoutError
 from bore_depth_lite.metrics import compute_depth_metrics
-from bore_depth_lite.models import DepthNet, load_any_depthnet, save_depthnet
-from bore_depth_lite.models.official import OfficialCheckpointError, safe_torch_load
-from bore_depth_lite.preprocess import ImageLoadError, load_image
-from bore_depth_lite.training import TrainConfig, Trainer
-from bore_depth_lite.training_data import ensure_synthetic, training_datasets
+from bore_depth_lite.checkpoint import CheckpointError, load_any_depthnet, safe_load, save_depthnet
+from bore_depth_lite.data.cache import ensure_synthetic
+from bore_depth_lite.models import DepthNet
+from bore_depth_lite.images import ImageLoadError, load_image
+from bore_depth_lite.training import SampleImages, TrainConfig, Trainer, training_datasets
 
 torch.set_num_threads(2)
 
@@ -143,15 +143,14 @@ def test_3_unknown_val_protocol_is_refused_before_training(tmp_path, capsys):
 def test_4_checkpoint_is_written_before_metrics_and_kills_leave_no_trace(data_root, tmp_path, monkeypatch):
     out = tmp_path / "run"
 
-    def killed(self, step, count=4):
+    def killed(self, trainer, row):
         raise KeyboardInterrupt   # the run dies while writing its samples
 
-    monkeypatch.setattr(Trainer, "_save_samples", killed)
+    monkeypatch.setattr(SampleImages, "on_epoch_end", killed)
     config = tiny_config(data_root, out)
     with pytest.raises(KeyboardInterrupt):
         Trainer(config, *training_datasets(config), progress=False).fit()
     monkeypatch.undo()
-    from bore_depth_lite.checkpointing import safe_load
 
     assert safe_load(out / "checkpoint.pt")["extra"]["step"] == 2   # saved before the row and samples
     # what kills leave behind: temporaries of interrupted saves, rows the checkpoint never saw
@@ -204,7 +203,7 @@ def test_6_checkpoint_with_nan_weights_is_refused(tmp_path, photo, capsys):
     with torch.no_grad():
         next(net.parameters()).fill_(float("nan"))
     path = save_depthnet(tmp_path / "nan.pt", net)
-    with pytest.raises(OfficialCheckpointError, match="nan.pt: depth_net: 1 tensor.*NaN or inf"):
+    with pytest.raises(CheckpointError, match="nan.pt: depth_net: 1 tensor.*NaN or inf"):
         load_any_depthnet(path)
     out = tmp_path / "o"
     assert infer.main([str(photo), "--checkpoint", str(path), "--out", str(out)]) == 2
@@ -371,8 +370,8 @@ def test_12_resume_from_a_truncated_or_mismatched_checkpoint(data_root, tmp_path
 def test_13_checkpoint_load_failures_say_what_the_file_is(tmp_path):
     junk = tmp_path / "random.pt"
     junk.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(OfficialCheckpointError, match="random.pt: not a PyTorch checkpoint") as err:
-        safe_torch_load(junk)
+    with pytest.raises(CheckpointError, match="random.pt: not a PyTorch checkpoint") as err:
+        safe_load(junk)
     assert "unpickle" not in str(err.value)
 
     class Evil:
@@ -381,24 +380,24 @@ def test_13_checkpoint_load_failures_say_what_the_file_is(tmp_path):
 
     evil = tmp_path / "evil.pt"
     torch.save({"a": Evil()}, evil)
-    with pytest.raises(OfficialCheckpointError, match=r"evil.pt: refused to unpickle posix\.system"):
-        safe_torch_load(evil)
+    with pytest.raises(CheckpointError, match=r"evil.pt: refused to unpickle posix\.system"):
+        safe_load(evil)
 
 
 def test_13_wrong_state_dict_message_is_short(tmp_path):
-    from bore_depth_lite.models.checkpoint import FORMAT
+    from bore_depth_lite.checkpoint import FORMAT
 
     sd = {f"layer{i}.weight": torch.zeros(1) for i in range(953)}
     path = tmp_path / "wrong.pt"
     torch.save({"format": FORMAT, "version": 1, "depth_net": {"config": DepthNet("tiny").config.to_dict(),
                                                               "state_dict": sd}}, path)
-    with pytest.raises(OfficialCheckpointError) as err:
+    with pytest.raises(CheckpointError) as err:
         load_any_depthnet(path)
     assert "wrong.pt" in str(err.value) and "more" in str(err.value)
     assert len(str(err.value)) < 2000 and "\n" not in str(err.value)
     released = tmp_path / "released.ckpt"
     torch.save({"state_dict": {f"depth_net.x{i}": torch.zeros(1) for i in range(953)}}, released)
-    with pytest.raises(OfficialCheckpointError) as err:
+    with pytest.raises(CheckpointError) as err:
         load_any_depthnet(released)
     assert len(str(err.value)) < 2000 and "\n" not in str(err.value)
 

@@ -11,7 +11,8 @@ from scipy import ndimage
 from skimage import feature
 
 from bore_depth_lite.boundary import (OFFICIAL_THRESHOLDS, chamfer_boundary_errors, depth_boundary_error,
-                                      detect_depth_edges, directed_depth_error, normalise_depth_for_edges)
+                                      detect_depth_edges, normalise_depth_for_edges)
+from bore_depth_lite.metrics import directed_depth_error
 
 SKIMAGE_026 = skimage.__version__.startswith("0.26")
 

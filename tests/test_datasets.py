@@ -13,6 +13,7 @@ import torch
 from bore_depth_lite.data import download as dl
 from bore_depth_lite.data import transforms as T
 from bore_depth_lite.data.datasets import TestDataset, TrainTripletDataset
+from bore_depth_lite.images import ImageLoadError
 from bore_depth_lite.data.generate import SyntheticConfig, _scene_seed, write_synthetic_dataset
 from bore_depth_lite.data.layout import LayoutError, read_intrinsics, write_split
 from bore_depth_lite.data.synthetic import render_sequence
@@ -175,7 +176,7 @@ def test_bad_training_layouts(dataset_root, tmp_path):
     frame = root / "training/indoor_train_000/000002.png"
     frame.write_bytes(frame.read_bytes()[:200])  # truncated PNG
     ds = TrainTripletDataset(root)
-    with pytest.raises(LayoutError, match="000002.png: could not decode as a PNG/JPEG image"):
+    with pytest.raises(ImageLoadError, match="000002.png: cannot be read as an image"):
         ds[1]
     (root / "training/indoor_val_000/depth/000001.npy").unlink()
     with pytest.raises(LayoutError, match=r"depth: 3 depth maps for 4 frames"):

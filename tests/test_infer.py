@@ -7,9 +7,11 @@ import torch
 from PIL import Image
 
 from bore_depth_lite.infer import colorize_depth, main, predict_depth
-from bore_depth_lite.models import DepthNet, save_depthnet
-from bore_depth_lite.preprocess import (IMAGENET_MEAN, IMAGENET_STD, ImageLoadError, denormalize_imagenet,
-                                        load_image, preprocess, preset_size, resize_bilinear)
+from bore_depth_lite.checkpoint import save_depthnet
+from bore_depth_lite.models import DepthNet
+from bore_depth_lite.images import ImageLoadError, load_image
+from bore_depth_lite.preprocess import (IMAGENET_MEAN, IMAGENET_STD, denormalize_imagenet, preprocess, preset_size,
+                                        resize_bilinear)
 
 torch.set_num_threads(2)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from bore_depth_lite.metrics import (DEPTH_METRICS, AggregateResult, aggregate_results, compute_depth_metrics,
-                                     compute_scale, format_results_table, median_lower, scale_and_clamp)
+from bore_depth_lite.metrics import DEPTH_METRICS, compute_depth_metrics, compute_scale, median_lower, scale_and_clamp
+from bore_depth_lite.reporting import AggregateResult, aggregate_results, format_results_table
 
 
 def test_case_1_hand_computed():

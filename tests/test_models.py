@@ -7,11 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bore_depth_lite.checkpoint import CheckpointError, load_depthnet, load_posenet, save_checkpoint, save_depthnet
 from bore_depth_lite.models import (DEPTHNET_CONFIGS, DepthNet, DepthNetConfig, MPViTEncoder, PoseNet, SCEBlock,
-                                    load_depthnet, save_checkpoint, save_depthnet, stack_conv1_weights)
-from bore_depth_lite.models.checkpoint import load_posenet
+                                    stack_conv1_weights)
 from bore_depth_lite.models.mpvit import FactorizedAttention, RelativePositionConvs
-from bore_depth_lite.models.official import OfficialCheckpointError
 
 torch.set_num_threads(2)
 
@@ -208,7 +207,7 @@ def test_checkpoint_with_both_networks(tmp_path, tiny_net):
     with torch.no_grad():
         torch.testing.assert_close(load_posenet(path)(x, x), pose(x, x), rtol=0, atol=0)
     only_pose = save_checkpoint(tmp_path / "pose.pt", pose_net=pose)
-    with pytest.raises(OfficialCheckpointError, match="holds no depth_net"):
+    with pytest.raises(CheckpointError, match="holds no depth_net"):
         load_depthnet(only_pose)
 
 
@@ -216,7 +215,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_depthnet(tmp_path / "missing.pt")
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
-    with pytest.raises(OfficialCheckpointError, match="not a bore_depth_lite checkpoint"):
+    with pytest.raises(CheckpointError, match="not a bore_depth_lite checkpoint"):
         load_depthnet(tmp_path / "foreign.pt")
 
 

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from bore_depth_lite.boundary import depth_boundary_error
-from bore_depth_lite.metrics import DEPTH_METRICS, aggregate_results
+from bore_depth_lite.metrics import DEPTH_METRICS
+from bore_depth_lite.reporting import aggregate_results
 from bore_depth_lite.protocols import (PROTOCOLS, Protocol, crop_mask, evaluate_image, garg_crop_bounds,
                                        get_protocol, resize_prediction)
 

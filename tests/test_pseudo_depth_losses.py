@@ -439,7 +439,7 @@ def test_stage1_pseudo_terms_backward_under_autocast(frame):
 @pytest.fixture(scope="module")
 def pseudo_root(tmp_path_factory):
     from bore_depth_lite.data.generate import SyntheticConfig
-    from bore_depth_lite.training_data import ensure_synthetic
+    from bore_depth_lite.data.cache import ensure_synthetic
 
     config = SyntheticConfig(preset="driving", height=64, width=64, seed=0, train_scenes=1, val_scenes=0,
                              frames_per_scene=5, test_scenes=1, test_frames_per_scene=2, pseudo_depth=True)
@@ -456,9 +456,10 @@ def _config(root, out, **kw):
 
 
 def test_training_items_carry_the_augmented_target_pseudo_depth(pseudo_root, tmp_path):
-    from bore_depth_lite.data.layout import read_depth, read_image
+    from bore_depth_lite.data.layout import read_depth
+    from bore_depth_lite.images import read_image
     from bore_depth_lite.sampling import SeededSamples
-    from bore_depth_lite.training_data import training_datasets
+    from bore_depth_lite.training import training_datasets
 
     plain, _ = training_datasets(_config(pseudo_root, tmp_path, normal_weight=0.1, augment=False))
     item = plain[0]
@@ -488,8 +489,8 @@ def test_training_items_carry_the_augmented_target_pseudo_depth(pseudo_root, tmp
 def test_missing_pseudo_depth_is_a_clear_error(tmp_path):
     from bore_depth_lite.data.generate import SyntheticConfig
     from bore_depth_lite.data.layout import LayoutError
-    from bore_depth_lite.training import training_step
-    from bore_depth_lite.training_data import ensure_synthetic, training_datasets
+    from bore_depth_lite.data.cache import ensure_synthetic
+    from bore_depth_lite.training import training_datasets, training_step
 
     root = ensure_synthetic(SyntheticConfig(preset="indoor", height=32, width=32, train_scenes=1, val_scenes=0,
                                             frames_per_scene=3, test_scenes=0), tmp_path)
@@ -502,7 +503,7 @@ def test_missing_pseudo_depth_is_a_clear_error(tmp_path):
 
 def test_training_with_the_terms_on_runs_and_resumes_identically(pseudo_root, tmp_path):
     from bore_depth_lite.training import Trainer
-    from bore_depth_lite.training_data import training_datasets
+    from bore_depth_lite.training import training_datasets
 
     weights = dict(normal_weight=0.1, mask_rank_weight=0.1, normal_rank_weight=0.1, smooth_weight=0.0)
 

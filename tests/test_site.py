@@ -7,6 +7,8 @@ Outside CI the tests skip with the reason when either is missing; under CI they 
 from __future__ import annotations
 
 import functools
+import html
+import json
 import os
 import re
 import shutil
@@ -39,9 +41,24 @@ def _require(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
+#: Pages the test server adds to the site (path -> HTML), for checks that need a script of their own.
+_EXTRA_PAGES: dict[str, str] = {}
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+    def do_GET(self):
+        page = _EXTRA_PAGES.get(self.path.split("?")[0])
+        if page is None:
+            return super().do_GET()
+        body = page.encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +144,8 @@ def test_references_and_exercises_render(site_url):
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
     for title in ("Unsupervised scale-consistent depth and ego-motion learning from monocular video",  # SC-Depth
                   "Digging into self-supervised monocular depth estimation",                          # Monodepth2
-                  "BoRe-Depth: self-supervised monocular depth estimation with boundary refinement"):
+                  "BoRe-Depth: self-supervised monocular depth estimation with boundary refinement",
+                  "U-Net: convolutional networks for biomedical image segmentation"):                        # ch. 4
         assert title in text, f"References: no entry {title!r}"
 
     dom = _dom(f"{site_url}/book/appendix_reference.html")
@@ -145,3 +163,66 @@ def test_references_and_exercises_render(site_url):
         f"the solution is not folded by default (classes {classes})"
     assert 'aria-expanded="false"' in body and 'href="#ex-notation-warp"' in body
     assert "teach the network so little about their depth" in body, "the solution's content is missing"
+
+
+#: A chapter page with an exercise whose solution holds an executed code cell (a gated solution).
+EXERCISE_PAGE = "book/02_view_synthesis.html"
+EXERCISE_LABEL, EXERCISE_TITLE = "ex-ch2-align", "Half a pixel from mixing conventions"
+
+#: Served next to the site, so that the chapter in its iframe is same-origin: the script reads the
+#: solution's state, clicks its title as a reader would, and writes both states into #result.
+_CLICK_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>click test</title></head><body>
+<pre id="result">pending</pre>
+<iframe id="page" src="/{page}" style="width:1280px;height:2400px"></iframe>
+<script>
+const frame = document.getElementById("page"), result = document.getElementById("result");
+function state(doc, solution) {{
+  const content = solution.querySelector(".admonition-title ~ *");
+  const button = solution.querySelector("button.toggle-button");
+  return {{classes: solution.className, expanded: button ? button.getAttribute("aria-expanded") : null,
+          visibility: doc.defaultView.getComputedStyle(content).visibility,
+          height: content.getBoundingClientRect().height}};
+}}
+frame.addEventListener("load", () => setTimeout(() => {{
+  try {{
+    const doc = frame.contentDocument;
+    const solution = doc.querySelector('.solution .admonition-title a[href="#{label}"]').closest(".solution");
+    const before = state(doc, solution);
+    solution.querySelector(".admonition-title").click();
+    setTimeout(() => {{ result.textContent = JSON.stringify({{before: before, after: state(doc, solution)}}); }}, 1000);
+  }} catch (error) {{ result.textContent = "error: " + error; }}
+}}, 1000));
+</script>
+</body></html>
+"""
+
+
+def test_chapter_exercise_solution_opens_on_click(site_url):
+    """A chapter's {exercise} shows its title; its solution, executed code included, stays
+    folded until the reader clicks its title, and then shows (offline, with the site's own JS)."""
+    dom = _dom(f"{site_url}/{EXERCISE_PAGE}")
+    exercise = re.search(rf'<div class="exercise admonition[^"]*" id="{EXERCISE_LABEL}">(.*?)</div>', dom, re.S)
+    assert exercise, f"{EXERCISE_PAGE}: the {{exercise}} {EXERCISE_LABEL} did not render as an admonition"
+    assert EXERCISE_TITLE in exercise.group(1), f"{EXERCISE_PAGE}: exercise title {EXERCISE_TITLE!r} missing"
+    cited = set(re.findall(r'href="bibliography\.html#([^"]+)"', dom))
+    listed = set(re.findall(r'<div class="citation" id="([^"]+)"', _dom(f"{site_url}/book/bibliography.html")))
+    assert cited, f"{EXERCISE_PAGE}: no citation links to the References page"
+    assert cited <= listed, f"{EXERCISE_PAGE}: citations to no entry of the References page: {sorted(cited - listed)}"
+    solution = re.search(rf'<div class="(solution[^"]*)" id="[^"]*">\s*<p class="admonition-title"[^>]*>[^<]*'
+                         rf'<a class="reference internal" href="#{EXERCISE_LABEL}">(.*?)</section>', dom, re.S)
+    assert solution, f"{EXERCISE_PAGE}: no {{solution}} of {EXERCISE_LABEL}"
+    classes, body = solution.group(1).split(), solution.group(2)
+    assert "dropdown" in classes and "toggle-hidden" in classes, f"the solution is not folded by default ({classes})"
+    assert 'aria-expanded="false"' in body
+    assert 'class="cell_output' in body, "the solution lacks its executed code cell and output"
+
+    _EXTRA_PAGES["/__click_test__.html"] = _CLICK_PAGE.format(page=EXERCISE_PAGE, label=EXERCISE_LABEL)
+    clicked = re.search(r'<pre id="result">(.*?)</pre>', _dom(f"{site_url}/__click_test__.html"), re.S)
+    assert clicked and clicked.group(1).startswith("{"), f"the click test did not run: {clicked and clicked.group(1)}"
+    states = json.loads(html.unescape(clicked.group(1)))
+    before, after = states["before"], states["after"]
+    assert "toggle-hidden" in before["classes"] and before["expanded"] == "false", before
+    assert before["visibility"] == "hidden" and before["height"] == 0, f"the folded solution is visible: {before}"
+    assert "toggle-hidden" not in after["classes"] and after["expanded"] == "true", after
+    assert after["visibility"] == "visible" and after["height"] > 0, f"the solution did not open on click: {after}"

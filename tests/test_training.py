@@ -9,8 +9,8 @@ import torch
 import torch.multiprocessing as mp
 
 from bore_depth_lite.data.generate import SyntheticConfig
-from bore_depth_lite.training import StepBatchSampler, TrainConfig, Trainer
-from bore_depth_lite.training_data import ensure_synthetic, training_datasets
+from bore_depth_lite.data.cache import ensure_synthetic
+from bore_depth_lite.training import StepBatchSampler, TrainConfig, Trainer, training_datasets
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,9 @@ def tiny_config(root, out, **overrides) -> TrainConfig:
 
 
 def run(config: TrainConfig, resume: bool = False) -> Trainer:
+    # One thread in every process (the trainer leaves the thread count to its caller): runs with
+    # other thread counts sum in another order, and the runs compared here must agree to 1e-5.
+    torch.set_num_threads(1)
     train, val = training_datasets(config)
     trainer = Trainer(config, train, val, progress=False)
     if resume:
@@ -79,7 +82,7 @@ def test_checkpoint_is_written_atomically(data_root, tmp_path):
     run(tiny_config(data_root, tmp_path / "a", steps=2))
     leftovers = [p.name for p in (tmp_path / "a").iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
-    from bore_depth_lite.models import load_any_depthnet
+    from bore_depth_lite.checkpoint import load_any_depthnet
 
     net = load_any_depthnet(tmp_path / "a" / "checkpoint.pt")   # the training checkpoint is a normal one too
     assert net.num_parameters() > 0

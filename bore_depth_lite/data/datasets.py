@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .transforms import resize_intrinsics
-from .layout import (DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, LayoutError, list_files, read_depth, read_image,
-                     read_intrinsics, read_label_png, read_poses, read_split)
+from ..images import IMAGE_EXTENSIONS, read_image
+from .layout import (DEPTH_EXTENSIONS, LayoutError, list_files, read_depth, read_intrinsics, read_label_png, read_poses,
+                     read_split)
 
 
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -196,3 +197,32 @@ class TestDataset(Dataset):
         if self.boundaries is not None:
             item["boundary"] = torch.from_numpy(read_label_png(self.boundaries[index]) > 0)[None]
         return item
+
+
+class SemanticFrames(Dataset):
+    """Frames with semantic labels from the training scenes (the embedded teacher's data).
+
+    Item: ``image`` (3, H, W) in [0, 1] and ``semantic`` (H, W) int64.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train"):
+        training = Path(root) / "training"
+        self.items: list[tuple[Path, Path]] = []
+        for scene in read_split(training / f"{split}.txt"):
+            frames = list_files(training / scene, IMAGE_EXTENSIONS, "frames")
+            labels = list_files(training / scene / "semantic", (".png",), "semantic maps")
+            if len(frames) != len(labels):
+                raise LayoutError(f"{training / scene / 'semantic'}: {len(labels)} label maps for {len(frames)} frames")
+            self.items += list(zip(frames, labels))
+        if not self.items:
+            raise LayoutError(f"{training}/{split}.txt lists no scene with semantic labels")
+        names = Path(root) / "classes.txt"
+        self.class_names = names.read_text().split() if names.is_file() else []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        frame, label = self.items[index]
+        rgb = _to_tensor(read_image(frame))
+        return {"image": rgb, "semantic": torch.from_numpy(read_label_png(label).astype(np.int64))}

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import LayoutError, read_image, read_label_png, read_text
+from ..images import read_image
+from .layout import LayoutError, read_label_png, read_text
 
 CALIB_SHAPES = {"calib_cam_to_cam.txt": {"S_rect_0{cam}": 2, "R_rect_00": 9, "P_rect_0{cam}": 12},
                 "calib_velo_to_cam.txt": {"R": 9, "T": 3}}

@@ -33,8 +33,8 @@ from PIL import Image
 
 from ..fileio import atomic_write_bytes as _atomic_write_bytes
 from ..fileio import safe_member_name
+from ..images import ImageLoadError, decode
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEPTH_EXTENSIONS = (".npy", ".png")
 
 
@@ -49,21 +49,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 # ----------------------------------------------------------------------------- images
 def _decode_png_or_jpeg(path: Path, what: str, as_what: str, mode: str | None = None) -> np.ndarray:
-    """Decode an image file (converted to ``mode`` if given); LayoutError naming the file if
-    it is missing or corrupt."""
+    """Decode a label or depth map (converted to ``mode`` if given); LayoutError naming the file
+    if it is missing or corrupt. RGB frames are read by :func:`bore_depth_lite.images.read_image`."""
     if not path.is_file():
         raise LayoutError(f"{path}: {what} file not found")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return np.array(im.convert(mode) if mode else im)
-    except Exception as err:  # PIL raises several types for truncated/corrupt data
-        raise LayoutError(f"{path}: could not decode as {as_what} ({type(err).__name__}: {err})") from err
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 (H,W,3). Raises LayoutError naming the file if it is missing or corrupt."""
-    return _decode_png_or_jpeg(Path(path), "image", "a PNG/JPEG image", mode="RGB")
+        return decode(path, mode)
+    except ImageLoadError as err:
+        reason = str(err).split("cannot be read as an image ", 1)[-1]
+        raise LayoutError(f"{path}: could not decode as {as_what} {reason}") from None
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..protocols import FIXED_CROPS
 from .layout import LayoutError, frame_name, load_mat_v5, write_depth, write_image, write_intrinsics, write_label_png
 
 # RGB camera of the NYU toolbox (camera_params.m), in its 1-based pixel coordinates.
 TOOLBOX_RGB = (5.1885790117450188e02, 5.1946961112127485e02, 3.2558244941119034e02, 2.5373616633400465e02)
 # The values BoRe-Depth uses (the same, rounded).
 BORE_RGB = (518.8579, 519.46961, 325.58245, 253.73617)
-# Evaluation crop used by SC-Depth / BoRe (rows 45:471, cols 41:601 of 480x640, Python slices).
-BORE_CROP = (slice(45, 471), slice(41, 601))
-TOOLBOX_CROP = (slice(44, 471), slice(40, 601))
+# The evaluation crops as slices of a 480x640 map; defined once, in protocols.FIXED_CROPS.
+BORE_CROP = (slice(*FIXED_CROPS["nyu"][:2]), slice(*FIXED_CROPS["nyu"][2:]))                 # SC-Depth / BoRe
+TOOLBOX_CROP = (slice(*FIXED_CROPS["nyu_toolbox"][:2]), slice(*FIXED_CROPS["nyu_toolbox"][2:]))  # NYU toolbox
 REQUIRED_KEYS = ("images", "depths")
 
 

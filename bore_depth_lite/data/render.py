@@ -1,5 +1,8 @@
 """Analytic ray casting of textured primitives: exact depth, labels, shading.
 
+Longer than 400 lines because every primitive's ray intersection, texture and label are cast in
+one vectorised pass over the scene table; split by primitive, each part would need the others.
+
 Pixel-centre convention (used by every module of the package): the pixel in column ``col``
 and row ``row`` is the ray through the image point ``(u, v) = (col, row)``, i.e.
 ``K^-1 @ [col, row, 1]``. So back-projecting the integer pixel coordinates of a rendered

@@ -16,7 +16,7 @@ import torch
 
 from ..data.generate import SyntheticConfig, _scene_seed
 from ..data.synthetic import render_sequence
-from ..metrics import aggregate_results
+from ..reporting import aggregate_results
 from ..preprocess import preprocess
 from ..protocols import evaluate_image
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -97,13 +96,19 @@ class DepthNet(nn.Module):
         """The encoder's 5 feature levels (for feature distillation). Any size; see MPViTEncoder."""
         return self.encoder(image)
 
-    def disparity(self, image: Tensor) -> Tensor:
-        """Disparity 10·sigmoid(x) + 0.01, (B, 1, H, W); same padding rule as ``forward``."""
+    def disparity_and_features(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Disparity 10·sigmoid(x) + 0.01 (B, 1, H, W) and the encoder's 5 feature levels of the
+        same forward pass (of the padded image; stage 2's semantic loss needs them)."""
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"DepthNet expects an image batch of shape (B, 3, H, W), got {tuple(image.shape)}")
         x, (H, W) = pad_to_multiple(image, 32)
-        logits = self.decoder(self.encoder(x))[..., :H, :W]
-        return DISP_SCALE * torch.sigmoid(logits) + MIN_DISP
+        features = self.encoder(x)
+        logits = self.decoder(features)[..., :H, :W]
+        return DISP_SCALE * torch.sigmoid(logits) + MIN_DISP, features
+
+    def disparity(self, image: Tensor) -> Tensor:
+        """Disparity 10·sigmoid(x) + 0.01, (B, 1, H, W); same padding rule as ``forward``."""
+        return self.disparity_and_features(image)[0]
 
     def forward(self, image: Tensor) -> Tensor:
         return 1.0 / self.disparity(image)
@@ -114,12 +119,3 @@ class DepthNet(nn.Module):
         if used_in_forward and self.decoder.unused_skip_sce is not None:
             total -= sum(p.numel() for p in self.decoder.unused_skip_sce.parameters())
         return total
-
-    @classmethod
-    def from_official_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "DepthNet":
-        """Load a released BoRe-Depth Lightning ``.ckpt`` (keys ``depth_net.*``) into the paper
-        configuration, strictly; returns the network in eval mode. The load report (what was
-        loaded, the unused block, the shared copies checked) is in ``net.load_report``."""
-        from .official import load_official_depthnet
-
-        return load_official_depthnet(path, map_location=map_location)

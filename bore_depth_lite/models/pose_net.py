@@ -7,7 +7,6 @@ frame pair's relative motion needs far less capacity than the depth network.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -114,10 +113,3 @@ class PoseNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-    @classmethod
-    def from_official_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "PoseNet":
-        """Load the ``pose_net.*`` tensors of a released Lightning ``.ckpt`` strictly (eval mode)."""
-        from .official import load_official_posenet
-
-        return load_official_posenet(path, map_location=map_location)

@@ -31,7 +31,6 @@ times. We build them once; the loader checks that every stored copy equals the f
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from dataclasses import dataclass, field
@@ -40,26 +39,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["OfficialCheckpointError", "LoadReport", "read_official_state_dict", "official_names",
-           "convert_depthnet_state_dict", "convert_posenet_state_dict", "to_official_state_dict",
-           "load_official_depthnet", "load_official_posenet", "safe_torch_load",
-           "shorten_list", "check_finite_state"]
+from ..models.depth_net import DepthNet
+from ..models.pose_net import PoseNet
+from .io import CheckpointError, check_finite_state, safe_load, shorten_list
+
+__all__ = ["LoadReport", "read_released_state_dict", "released_names", "convert_depthnet_state_dict",
+           "convert_posenet_state_dict", "to_released_state_dict", "load_released_depthnet", "load_released_posenet"]
 
 log = logging.getLogger(__name__)
 
 UNUSED_PREFIX = "decoder.globalattentions.4."
-
-
-class OfficialCheckpointError(ValueError):
-    """A checkpoint that does not match the released layout (names the file and the keys)."""
-
-
-def shorten_list(items: list[str], limit: int = 8, sep: str = ", ") -> str:
-    """The first ``limit`` items joined, then "... and N more": error messages stay short
-    when a whole state dict (hundreds of keys) is wrong."""
-    items = list(items)
-    shown = sep.join(items[:limit])
-    return shown + (f"{sep}... and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass
@@ -81,71 +70,20 @@ class LoadReport:
         return s
 
 
-def check_finite_state(state_dict: dict, where: str) -> None:
-    """OfficialCheckpointError naming the first tensors holding NaN or inf (a diverged run's
-    checkpoint: every depth it predicts would be NaN)."""
-    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise OfficialCheckpointError(f"{where}: {len(bad)} tensor(s) hold NaN or inf values ({shorten_list(bad, 3)}); "
-                                      "the run that wrote it diverged: use an earlier checkpoint")
-
-def _describe_load_failure(path: Path, err: Exception) -> str:
-    """One line saying why ``torch.load(weights_only=True)`` failed on ``path``."""
-    text = str(err)
-    # torch >= 2.6 words a refused global in two ways (an unknown class, a blocked function).
-    m = (re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-         or re.search(r"unsupported GLOBAL ([\w.]+)", text))
-    if m:
-        return (f"{path}: refused to unpickle {m.group(1)} (weights_only=True allows tensors, plain "
-                "containers and argparse.Namespace only). If you trust this file, re-save its "
-                "'state_dict' alone.")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        head = b""
-    size = path.stat().st_size if path.exists() else 0
-    if size == 0:
-        return f"{path}: the file is empty, not a PyTorch checkpoint"
-    if head.startswith(b"PK"):
-        return (f"{path}: a damaged or truncated PyTorch checkpoint ({size} bytes; the zip archive "
-                "cannot be read: re-download or re-save it)")
-    if head[:1] == b"\x80":
-        return (f"{path}: a pickle that weights_only=True cannot read safely (an unsupported "
-                "instruction or object); if you trust it, re-save its 'state_dict' with torch.save")
-    return f"{path}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle; {size} bytes)"
-
-
-def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu"):
-    """``torch.load(weights_only=True)`` that also allows ``argparse.Namespace`` (Lightning's
-    hyper-parameters) and says in one line why a file cannot be loaded: missing
-    (FileNotFoundError), empty, truncated, not a checkpoint at all, or holding a refused
-    class or function, named (:class:`OfficialCheckpointError`). The package's one loader."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise FileNotFoundError(f"checkpoint {path} {what}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError, IndexError... on junk
-        raise OfficialCheckpointError(_describe_load_failure(path, err)) from None
-
-
-def read_official_state_dict(path: str | Path, network: str, map_location="cpu") -> dict[str, Tensor]:
+def read_released_state_dict(path: str | Path, network: str, map_location="cpu") -> dict[str, Tensor]:
     """The ``{network}.*`` tensors of a released ``.ckpt`` with the prefix removed.
 
     Accepts a Lightning checkpoint (``{'state_dict': {...}}``) or a bare state dict.
     """
-    ckpt = safe_torch_load(path, map_location)
+    ckpt = safe_load(path, map_location)
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
-        raise OfficialCheckpointError(f"{path}: expected a dict with a 'state_dict', got {type(ckpt).__name__}")
+        raise CheckpointError(f"{path}: expected a dict with a 'state_dict', got {type(ckpt).__name__}")
     prefix = network + "."
     out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     if not out:
         heads = sorted({k.split(".")[0] for k in sd})
-        raise OfficialCheckpointError(f"{path}: no '{prefix}*' tensors in the checkpoint (top-level names: {heads})")
+        raise CheckpointError(f"{path}: no '{prefix}*' tensors in the checkpoint (top-level names: {heads})")
     return out
 
 
@@ -185,7 +123,7 @@ _POSE_RULES = [
 ]
 
 
-def official_names(our_key: str, network: str = "depth_net", num_layers: tuple[int, ...] = (1, 2, 4, 1)) -> list[str]:
+def released_names(our_key: str, network: str = "depth_net", num_layers: tuple[int, ...] = (1, 2, 4, 1)) -> list[str]:
     """Released name(s) of one of our tensors: the primary name first, then the stored copies
     of a shared module (positional/relative-position convs, once per layer of the encoder)."""
     rules = _DEPTH_RULES if network == "depth_net" else _POSE_RULES
@@ -215,7 +153,7 @@ def _convert(official: dict[str, Tensor], model: torch.nn.Module, network: str, 
     expected: set[str] = set()
     missing, mismatched, disagree = [], [], []
     for key, ref in ours.items():
-        names = official_names(key, network, num_layers)
+        names = released_names(key, network, num_layers)
         expected.update(names)
         present = [n for n in names if n in official]
         missing += [n for n in names if n not in official]
@@ -250,7 +188,7 @@ def _convert(official: dict[str, Tensor], model: torch.nn.Module, network: str, 
     if problems:
         if len(official) and not converted:
             problems.insert(0, f"none of its {len(official)} tensors has a released name (another network?)")
-        raise OfficialCheckpointError(f"{source}: not the released {network} layout: " + "; ".join(problems))
+        raise CheckpointError(f"{source}: not the released {network} layout: " + "; ".join(problems))
     report.loaded = len(converted)
     return converted, report
 
@@ -258,7 +196,7 @@ def _convert(official: dict[str, Tensor], model: torch.nn.Module, network: str, 
 def convert_depthnet_state_dict(official: dict[str, Tensor], model, source: str = "state dict"):
     """Released ``depth_net`` tensors (prefix removed) → our state dict for ``model``, strictly.
 
-    Returns ``(state_dict, LoadReport)``; raises :class:`OfficialCheckpointError` listing every
+    Returns ``(state_dict, LoadReport)``; raises :class:`CheckpointError` listing every
     unknown, missing, mis-shaped or disagreeing key.
     """
     return _convert(official, model, "depth_net", source, model.config.encoder.num_layers)
@@ -269,18 +207,16 @@ def convert_posenet_state_dict(official: dict[str, Tensor], model, source: str =
     return _convert(official, model, "pose_net", source)
 
 
-def to_official_state_dict(model, network: str = "depth_net") -> dict[str, Tensor]:
+def to_released_state_dict(model, network: str = "depth_net") -> dict[str, Tensor]:
     """Our state dict → released names (with every shared copy written), e.g. to compare with
     the released code or to write a checkpoint it can read."""
     layers = model.config.encoder.num_layers if network == "depth_net" else ()
-    return {name: v.clone() for k, v in model.state_dict().items() for name in official_names(k, network, layers)}
+    return {name: v.clone() for k, v in model.state_dict().items() for name in released_names(k, network, layers)}
 
 
-def load_official_depthnet(path: str | Path, map_location="cpu"):
-    from .depth_net import DepthNet
-
+def load_released_depthnet(path: str | Path, map_location="cpu"):
     net = DepthNet("paper")
-    sd, report = convert_depthnet_state_dict(read_official_state_dict(path, "depth_net", map_location), net, str(path))
+    sd, report = convert_depthnet_state_dict(read_released_state_dict(path, "depth_net", map_location), net, str(path))
     check_finite_state(sd, f"{path}: {report.network}")
     net.load_state_dict(sd, strict=True)
     net.load_report = report
@@ -288,11 +224,9 @@ def load_official_depthnet(path: str | Path, map_location="cpu"):
     return net.eval()
 
 
-def load_official_posenet(path: str | Path, map_location="cpu"):
-    from .pose_net import PoseNet
-
+def load_released_posenet(path: str | Path, map_location="cpu"):
     net = PoseNet(pretrained=False)
-    sd, report = convert_posenet_state_dict(read_official_state_dict(path, "pose_net", map_location), net, str(path))
+    sd, report = convert_posenet_state_dict(read_released_state_dict(path, "pose_net", map_location), net, str(path))
     check_finite_state(sd, f"{path}: {report.network}")
     net.load_state_dict(sd, strict=True)
     net.load_report = report
