@@ -174,22 +174,24 @@ def euler_to_rotation(angles: torch.Tensor) -> torch.Tensor:
     return Rx @ Ry @ Rz
 
 
-def axis_angle_to_rotation(axis_angle: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def axis_angle_to_rotation(axis_angle: torch.Tensor) -> torch.Tensor:
     """Rotation vector (axis × angle, radians) → rotation matrix (Rodrigues' formula).
 
     Args:
         axis_angle: (B,3).
 
     Returns:
-        (B,3,3); exact identity for a zero vector, smooth gradients near it.
+        (B,3,3); exact identity for a zero vector, smooth gradients near it (in every dtype).
     """
     theta2 = (axis_angle * axis_angle).sum(-1, keepdim=True)
-    theta = torch.sqrt(theta2 + eps * eps)
+    # sin(θ)/θ and (1-cos θ)/θ² with a Taylor fallback near θ = 0. The exact branch never sees
+    # θ² = 0 (a square root there has an infinite derivative, and 0/0 would leak NaN into the
+    # gradient through torch.where even where the Taylor branch is taken).
+    small = theta2 < 1e-6
+    theta = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
     x, y, z = axis_angle.unbind(-1)
     zero = torch.zeros_like(x)
     Kx = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3)
-    # sin(θ)/θ and (1-cos θ)/θ² with a Taylor fallback near θ = 0.
-    small = theta2 < 1e-6
     a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
     c = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / (theta * theta))
     eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(Kx)
