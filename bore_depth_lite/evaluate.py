@@ -18,7 +18,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ from .reporting import aggregate_results, format_results_table
 from .preprocess import PRESETS, normalize_imagenet
 from .protocols import PROTOCOLS, evaluate_image
 
-__all__ = ["predict_depth", "evaluate_depth_net", "ConstantDepth", "DATASETS", "main"]
+__all__ = ["DepthModel", "predict_depth", "evaluate_depth_net", "ConstantDepth", "DATASETS", "main"]
 
 #: dataset name -> (default protocol, network input size (H, W): the released presets, 16-bit PNG depth scale)
 DATASETS: dict[str, tuple[str, tuple[int, int] | None, float]] = {
@@ -48,44 +48,59 @@ class ConstantDepth(nn.Module):
         return torch.ones_like(image[:, :1])
 
 
+#: Anything that maps ImageNet-normalised images (B, 3, H, W) to depth (B, 1, H, W): a DepthNet,
+#: or a deployment backend (:func:`bore_depth_lite.deploy.make_backend`).
+DepthModel = Callable[[torch.Tensor], torch.Tensor]
+
+
 @torch.no_grad()
-def predict_depth(depth_net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def predict_depth(depth_net: DepthModel, images: torch.Tensor) -> torch.Tensor:
     """Depth (B, 1, H, W) for images (B, 3, H, W) in [0, 1] (normalised here, not by the caller)."""
     return depth_net(normalize_imagenet(images))
 
 
 @torch.no_grad()
-def evaluate_depth_net(depth_net: nn.Module, dataset: Dataset, protocol: str = "synthetic_indoor",
+def evaluate_depth_net(depth_net: DepthModel, dataset: Dataset, protocol: str = "synthetic_indoor",
                        device: torch.device | str = "cpu", limit: int | None = None, progress: bool = True,
-                       per_image: bool = False) -> dict[str, Any]:
+                       per_image: bool = False, keep_predictions: bool = False) -> dict[str, Any]:
     """Mean metrics of ``depth_net`` over ``dataset`` (a :class:`~bore_depth_lite.data.datasets.TestDataset`).
 
-    Every image is evaluated at the size the dataset returns it (the network's input size)
-    and the prediction is resized to the GT size by the protocol. Boundary errors are added
-    where the dataset has boundary maps. Returns ``{"protocol", "num_images", <metric>: mean,
-    ...}`` plus ``"images"`` (per-image dicts) when ``per_image``.
+    The one evaluation path of the package: ``depth_net`` is a DepthNet or any callable that maps
+    normalised images to depth (a deployment backend: the precision tables use this too). Every
+    image is evaluated at the size the dataset returns it (the network's input size) and the
+    prediction is resized to the GT size by the protocol. Boundary errors are added where the
+    dataset has boundary maps. Returns ``{"protocol", "num_images", <metric>: mean, ...}`` plus
+    ``"images"`` (per-image dicts) when ``per_image`` and ``"predictions"`` (list of (H, W)
+    float32 arrays at the input size) when ``keep_predictions``.
     """
     from tqdm import tqdm
 
-    was_training = depth_net.training
-    depth_net.eval()
+    is_module = isinstance(depth_net, nn.Module)
+    was_training = is_module and depth_net.training
+    if is_module:
+        depth_net.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise ValueError("the evaluation data set is empty")
-    results = []
+    results, predictions = [], []
     for i in tqdm(range(n), desc="evaluate", disable=not progress, mininterval=1.0):
         item = dataset[i]
         pred = predict_depth(depth_net, item["image"][None].to(device))[0, 0].float().cpu()
+        if keep_predictions:
+            predictions.append(pred.numpy())
         masks = [item[k][0] for k in ("mask_invalid", "mask_transp") if k in item]
         edges = item["boundary"][0] if "boundary" in item else None
         result = evaluate_image(pred, item["depth"][0], protocol, valid_masks=masks, edges_gt=edges, on_empty="nan")
         result["name"] = item.get("name", str(i))
         results.append(result)
-    depth_net.train(was_training)
+    if is_module:
+        depth_net.train(was_training)
     aggregate = aggregate_results([{k: v for k, v in r.items() if k != "name"} for r in results], nan_skipped="all")
     out: dict[str, Any] = {"protocol": aggregate.protocol, "num_images": aggregate.num_images, **aggregate.means}
     if per_image:
         out["images"] = results
+    if keep_predictions:
+        out["predictions"] = predictions
     out["_aggregate"] = aggregate
     return out
 

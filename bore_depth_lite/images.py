@@ -75,7 +75,7 @@ def load_image(path: str | Path) -> np.ndarray:
             return _to_rgb_float(img, path)
     except ImageLoadError:
         raise
-    except Image.DecompressionBombError as err:   # not an OSError: Pillow's own, lower-level limit
+    except Image.DecompressionBombError:   # not an OSError: Pillow's own, lower-level limit
         raise ImageLoadError(f"{path}: its header claims more than 179 megapixels (Pillow's decompression-bomb "
                              f"limit); this package decodes at most {MAX_IMAGE_PIXELS / 1e6:.0f} MP") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as err:

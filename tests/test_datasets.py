@@ -14,7 +14,7 @@ from bore_depth_lite.data import download as dl
 from bore_depth_lite.data import transforms as T
 from bore_depth_lite.data.datasets import TestDataset, TrainTripletDataset
 from bore_depth_lite.images import ImageLoadError
-from bore_depth_lite.data.generate import SyntheticConfig, _scene_seed, write_synthetic_dataset
+from bore_depth_lite.data.generate import SyntheticConfig, scene_seed, write_synthetic_dataset
 from bore_depth_lite.data.layout import LayoutError, read_intrinsics, write_split
 from bore_depth_lite.data.synthetic import render_sequence
 
@@ -48,7 +48,7 @@ def test_train_triplets_match_the_renderer(dataset_root):
     assert item["tgt"].dtype == torch.float32 and 0 <= item["tgt"].min() and item["tgt"].max() <= 1
     assert item["K"].dtype == torch.float32
     torch.testing.assert_close(item["K"] @ item["K_inv"], torch.eye(3), atol=1e-5, rtol=0)
-    seq = render_sequence("indoor", 5, 32, 40, seed=_scene_seed(1, 0, 0))
+    seq = render_sequence("indoor", 5, 32, 40, seed=scene_seed(1, 0, 0))
     i = item["index"]
     np.testing.assert_array_equal((item["tgt"].permute(1, 2, 0).numpy() * 255).round(), seq.rgb[i])
     np.testing.assert_array_equal((item["srcs"][0].permute(1, 2, 0).numpy() * 255).round(), seq.rgb[i - 1])
@@ -60,12 +60,12 @@ def test_train_triplets_match_the_renderer(dataset_root):
 
 def test_val_and_test_depth_are_lossless(dataset_root):
     val = TrainTripletDataset(dataset_root, "val", with_depth=True)
-    seq = render_sequence("indoor", 4, 32, 40, seed=_scene_seed(1, 1, 0))
+    seq = render_sequence("indoor", 4, 32, 40, seed=scene_seed(1, 1, 0))
     item = val[0]
     np.testing.assert_array_equal(item["tgt_depth"][0].numpy(), seq.depth[item["index"]])
     test = TestDataset(dataset_root)
     assert len(test) == 6
-    seq = render_sequence("indoor", 3, 32, 40, seed=_scene_seed(1, 2, 1), speed=CFG.test_speed)
+    seq = render_sequence("indoor", 3, 32, 40, seed=scene_seed(1, 2, 1), speed=CFG.test_speed)
     item = test[4]  # scene 1, frame 1
     assert item["name"] == "000004"
     np.testing.assert_array_equal(item["depth"][0].numpy(), seq.depth[1])

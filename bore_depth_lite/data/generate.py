@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from .layout import atomic_write_bytes, folder_size, write_split, write_test_frames, write_training_scene
 from .synthetic import CLASS_NAMES, render_sequence
@@ -59,7 +61,7 @@ class SyntheticConfig:
                 + self.test_scenes * self.test_frames_per_scene)
 
 
-def _scene_seed(seed: int, group: int, index: int) -> int:
+def scene_seed(seed: int, group: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, group, index]).generate_state(1)[0])
 
 
@@ -69,14 +71,14 @@ def _job(args) -> int:
     out = Path(out)
     if kind == "test":
         seq = render_sequence(cfg.preset, cfg.test_frames_per_scene, cfg.height, cfg.width,
-                              seed=_scene_seed(cfg.seed, 2, index), speed=cfg.test_speed)
+                              seed=scene_seed(cfg.seed, 2, index), speed=cfg.test_speed)
         write_test_frames(out / "testing", index * cfg.test_frames_per_scene, seq.rgb, seq.depth,
                           semantic=seq.semantic if cfg.semantic else None, boundary=seq.boundary,
                           image_ext=cfg.image_ext)
         return len(seq)
     is_val = kind == "val"
     n = cfg.val_frames_per_scene if is_val else cfg.frames_per_scene
-    seq = render_sequence(cfg.preset, n, cfg.height, cfg.width, seed=_scene_seed(cfg.seed, int(is_val), index),
+    seq = render_sequence(cfg.preset, n, cfg.height, cfg.width, seed=scene_seed(cfg.seed, int(is_val), index),
                           pseudo_depth=cfg.pseudo_depth)
     write_training_scene(out / "training" / scene_name(cfg.preset, kind, index), seq.rgb, seq.K, poses=seq.poses,
                          depth=seq.depth if (is_val or cfg.train_depth) else None,
@@ -130,3 +132,35 @@ def write_synthetic_dataset(out: str | os.PathLike, config: SyntheticConfig | No
                "config": asdict(cfg), "workers": workers}
     atomic_write_bytes(out / "info.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+class RenderedTestSet(Dataset):
+    """The first ``num_scenes`` × ``frames_per_scene`` frames of the synthetic test split, rendered
+    in memory at ``size`` (H, W): the scenes and camera speed :func:`write_synthetic_dataset`
+    writes to ``testing/`` (with the data set's size, these are its test frames).
+
+    Items as :class:`~bore_depth_lite.data.datasets.TestDataset`'s: ``image`` (3, H, W) in [0, 1],
+    ``depth`` (1, H, W) metres, ``boundary`` (1, H, W) bool, ``name``; ``protocol`` names the
+    evaluation protocol (``synthetic_<preset>``).
+    """
+
+    def __init__(self, num_scenes: int = 2, frames_per_scene: int = 2, size: tuple[int, int] = (256, 320),
+                 preset: str = "indoor", seed: int = 0):
+        if num_scenes < 1 or frames_per_scene < 1:
+            raise ValueError(f"num_scenes={num_scenes}, frames_per_scene={frames_per_scene}: need >= 1 each")
+        self.protocol = f"synthetic_{preset}"
+        self.items: list[dict] = []
+        for i in range(num_scenes):
+            seq = render_sequence(preset, frames_per_scene, size[0], size[1], seed=scene_seed(seed, 2, i),
+                                  speed=SyntheticConfig().test_speed)
+            for j in range(frames_per_scene):
+                self.items.append({"image": torch.from_numpy(seq.rgb[j]).permute(2, 0, 1).float() / 255.0,
+                                   "depth": torch.from_numpy(seq.depth[j])[None],
+                                   "boundary": torch.from_numpy(seq.boundary[j])[None],
+                                   "name": f"{scene_name(preset, 'test', i)}_{j:06d}"})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
