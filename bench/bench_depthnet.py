@@ -23,53 +23,21 @@ import time
 from pathlib import Path
 
 import torch
-from torch import einsum
 from torch.utils.flop_counter import FlopCounterMode
 
 from bore_depth_lite.models import DepthNet
-from bore_depth_lite.models import mpvit
-
-
-def _straight_attention(self, x, size, relative_position):
-    B, N, C = x.shape
-    H, W = size
-    h = self.num_heads
-    qkv = self.qkv(x).reshape(B, N, 3, h, C // h).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]
-    kv = einsum("b h n k, b h n v -> b h k v", k.softmax(dim=2), v)
-    factor_att = einsum("b h n k, b h k v -> b h n v", q, kv)
-    v_img = v.transpose(2, 3).reshape(B, C, H, W)
-    conv_v = relative_position(v_img).reshape(B, h, C // h, N).transpose(2, 3)
-    out = self.scale * factor_att + q * conv_v
-    return self.proj(out.transpose(1, 2).reshape(B, N, C))
-
-
-def _straight_path_encoder(self, x):
-    B, C, H, W = x.shape
-    tokens = x.flatten(2).transpose(1, 2)
-    for block in self.blocks:
-        feat = tokens.transpose(1, 2).contiguous().view(B, C, H, W)
-        tokens = (self.position_conv(feat) + feat).flatten(2).transpose(1, 2)
-        tokens = block(tokens, (H, W), self.relative_position)
-    return tokens.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous()
-
-
-_PATCHES = [(mpvit.FactorizedAttention, _straight_attention), (mpvit.PathEncoder, _straight_path_encoder)]
 
 
 @contextlib.contextmanager
-def straightforward():
-    """Swap in the straightforward forwards (same modules, same weights)."""
-    saved = [cls.forward for cls, _ in _PATCHES]
-    for cls, fwd in _PATCHES:
-        cls.forward = fwd
-    mpvit.RelativePositionConvs.merged = False  # per-group convs, split and concatenated
+def straightforward(net: DepthNet):
+    """Compute ``net``'s encoder in the ``released`` form (the released code's order of operations:
+    einsums over permuted q/k/v copies, per-group relative-position convs, contiguous token <->
+    image round trips); same modules, same weights."""
+    net.encoder.set_form("released")
     try:
         yield
     finally:
-        for (cls, _), fwd in zip(_PATCHES, saved):
-            cls.forward = fwd
-        mpvit.RelativePositionConvs.merged = True
+        net.encoder.set_form("fast")
 
 
 def count_flops(net: torch.nn.Module, x: torch.Tensor) -> int:
@@ -126,13 +94,13 @@ def time_interleaved(net, x, runs: int, clock=time.perf_counter, warmup: int = 2
     with torch.no_grad():
         for _ in range(warmup):
             net(x)
-            with straightforward():
+            with straightforward(net):
                 net(x)
         for _ in range(runs):
             t = clock()
             net(x)
             times["ours"].append(clock() - t)
-            with straightforward():
+            with straightforward(net):
                 t = clock()
                 net(x)
                 times["straightforward"].append(clock() - t)
@@ -171,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.randn(1, 3, h, w)
         with torch.no_grad():
             ours = net(x)
-            with straightforward():
+            with straightforward(net):
                 ref = net(x)
         times = time_interleaved(net, x, args.runs)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         cpu = {k: statistics.median(v) * 1e3 for k, v in cpu_time_interleaved(net, x, max(3, args.runs // 2)).items()}
-        with straightforward():
+        with straightforward(net):
             flops = count_flops(net, x)
         executed = count_flops(net, x)
         rss_before, rss_peak = peak_memory_mb(args.config, h, w, args.threads)

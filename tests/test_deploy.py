@@ -13,7 +13,7 @@ from bore_depth_lite.data.synthetic import render_sequence
 from bore_depth_lite.deploy import (OnnxRuntimeBackend, TensorRTUnavailable, check_parity, export_onnx, make_backend,
                                     onnx_operator_counts, prepare_for_export, tensorrt_status, trtexec_commands)
 from bore_depth_lite.deploy.accuracy import precision_table, synthetic_test_split
-from bore_depth_lite.deploy.export import ChannelsFirstPathEncoder, ConcatDepthwiseSCE, SliceReflectConv2d
+from bore_depth_lite.deploy.export import ConcatDepthwiseSCE, SliceReflectConv2d
 from bore_depth_lite.deploy.onnxruntime_backend import (convert_to_fp16, depthwise_conv_nodes, int8_sensitivity,
                                                         quantize_int8, synthetic_calibration_images)
 from bore_depth_lite.models import DepthNet, SCEBlock
@@ -75,11 +75,24 @@ def test_concat_depthwise_sce_detects_a_wrong_permutation():
     assert (swapped(x) - sce(x)).abs().max() > 1e-2
 
 
-def test_channels_first_path_encoder_equals_path_encoder():
+@pytest.mark.parametrize("form", ["released", "channels_first"])
+def test_every_path_encoder_form_computes_the_same(form):
     enc = _randomise(PathEncoder(16, 2, 4, 2.0, {3: 2, 5: 1, 7: 1}))
     x = torch.randn(2, 16, 6, 10)
+    keys = set(enc.state_dict())
     with torch.no_grad():
-        torch.testing.assert_close(ChannelsFirstPathEncoder(enc)(x), enc(x), rtol=1e-4, atol=1e-5)
+        fast = enc(x)
+        enc.set_form(form)
+        other = enc(x)
+    torch.testing.assert_close(other, fast, rtol=1e-4, atol=1e-5)
+    snapshot = {k for k in enc.state_dict() if k.startswith("snapshot_conv.")}
+    assert set(enc.state_dict()) - snapshot == keys   # the parameters are the same ones
+    assert bool(snapshot) == (form == "channels_first")
+    assert (enc.relative_position.merged is False) == (form == "released")
+    enc.set_form("fast")
+    assert set(enc.state_dict()) == keys
+    with pytest.raises(ValueError, match="form: expected one of"):
+        enc.set_form("fastest")
 
 
 def test_slice_reflect_conv_equals_reflect_padded_conv():

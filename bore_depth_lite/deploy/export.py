@@ -18,7 +18,8 @@ checkpoints are untouched.
   encoder in (B, C, N) layout: the depth-wise convs see a free reshape, the softmax runs over
   the last axis, the q/k/v split is a plain Split, and only LayerNorm needs (B, N, C).
   The three relative-position convs become one depth-wise conv with constant, zero-padded
-  weights (one kernel call instead of Split + 3 convs + Concat).
+  weights (one kernel call instead of Split + 3 convs + Concat). This is the encoder's own
+  ``channels_first`` form (:meth:`bore_depth_lite.models.MPViTEncoder.set_form`).
 - ``reflection_pad_slices`` — ``Pad(mode="reflect")`` is not accepted by TensorRT before
   8.5 (and some DLA paths); a 1-pixel reflection pad is the same as concatenating rows 1 and
   H−2 (columns 1 and W−2), which every backend takes.
@@ -32,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models import DepthNet, SCEBlock
@@ -40,7 +40,7 @@ from ..models.mpvit import PathEncoder
 
 __all__ = ["REWRITES", "ExportReport", "prepare_for_export", "export_onnx", "check_parity", "rewrites_parity",
            "onnx_operator_counts",
-           "ConcatDepthwiseSCE", "ChannelsFirstPathEncoder", "SliceReflectConv2d"]
+           "ConcatDepthwiseSCE", "SliceReflectConv2d"]
 
 #: Export-time rewrites, in the order they are applied, with the operator each one removes.
 REWRITES: dict[str, str] = {
@@ -85,61 +85,6 @@ class ConcatDepthwiseSCE(nn.Module):
         """(B, C, H, W) → (B, C, H, W)."""
         y = self.depthwise(torch.cat([x, x], dim=1))
         return x + self.project(self.act(self.pointwise(y)))
-
-
-def merged_relative_position_conv(relative_position: nn.Module) -> nn.Conv2d:
-    """The per-head-group depth-wise convs (3×3, 5×5, 7×7 over consecutive channel groups) as
-    ONE depth-wise conv with the smaller kernels zero-padded to the largest: the same sums
-    (the extra taps multiply by exactly 0), one kernel call, constant weights in the graph."""
-    convs = list(relative_position.convs)
-    k = max(c.kernel_size[0] for c in convs)
-    weight = torch.cat([F.pad(c.weight.detach(), [(k - c.kernel_size[0]) // 2] * 4) for c in convs])
-    merged = nn.Conv2d(weight.shape[0], weight.shape[0], k, 1, k // 2, groups=weight.shape[0])
-    with torch.no_grad():
-        merged.weight.copy_(weight)
-        merged.bias.copy_(torch.cat([c.bias.detach() for c in convs]))
-    return merged
-
-
-class ChannelsFirstPathEncoder(nn.Module):
-    """A :class:`PathEncoder` computed in (B, C, N) layout (same parameters, same function).
-
-    Per head with q, k, v as (d, N) matrices: ``context = softmax_N(k) vᵀ`` (d×d),
-    ``factor = contextᵀ q`` (d×N), ``out = scale·factor + q ⊙ DWConv(v)``: the
-    transpose of the (N, d) formulation, so no token-major copy is ever made except the one
-    LayerNorm needs.
-    """
-
-    def __init__(self, encoder: PathEncoder):
-        super().__init__()
-        self.position_conv = encoder.position_conv
-        self.relative_position = merged_relative_position_conv(encoder.relative_position)
-        self.blocks = encoder.blocks
-
-    @staticmethod
-    def _linear_cf(linear: nn.Linear, x_tokens: Tensor) -> Tensor:
-        """Linear on (B, N, Cin) tokens, returned channels-first (B, Cout, N)."""
-        return torch.matmul(linear.weight, x_tokens.transpose(1, 2)) + linear.bias[:, None]
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) → (B, C, H, W)."""
-        B, C, H, W = x.shape
-        for block in self.blocks:
-            att = block.attention
-            h = att.num_heads
-            x = self.position_conv(x) + x
-            t = x.flatten(2)  # (B, C, N)
-            qkv = self._linear_cf(att.qkv, block.norm1(t.transpose(1, 2)))  # (B, 3C, N)
-            q, k, v = (z.reshape(B, h, C // h, H * W) for z in qkv.chunk(3, dim=1))
-            context = k.softmax(dim=-1) @ v.transpose(-1, -2)  # (B, h, d_k, d_v)
-            factor = context.transpose(-1, -2) @ q  # (B, h, d_v, N)
-            conv_v = self.relative_position(v.reshape(B, C, H, W)).reshape(B, h, C // h, H * W)
-            out = (att.scale * factor + q * conv_v).reshape(B, C, H * W)
-            t = t + torch.matmul(att.proj.weight, out) + att.proj.bias[:, None]
-            hidden = block.mlp.act(block.mlp.fc1(block.norm2(t.transpose(1, 2))))
-            t = t + self._linear_cf(block.mlp.fc2, hidden)
-            x = t.reshape(B, C, H, W)
-        return x
 
 
 class SliceReflectConv2d(nn.Module):
@@ -195,8 +140,11 @@ def prepare_for_export(net: nn.Module, rewrites: tuple[str, ...] | None = None) 
     for name in names:
         if name == "sce_concat_depthwise":
             counts[name] = _swap_children(net, lambda m: isinstance(m, SCEBlock), ConcatDepthwiseSCE)
-        elif name == "attention_channels_first":
-            counts[name] = _swap_children(net, lambda m: isinstance(m, PathEncoder), ChannelsFirstPathEncoder)
+        elif name == "attention_channels_first":   # the encoder's own export form
+            encoders = [m for m in net.modules() if isinstance(m, PathEncoder)]
+            for encoder in encoders:
+                encoder.set_form("channels_first")
+            counts[name] = len(encoders)
         elif name == "reflection_pad_slices":
             counts[name] = _swap_children(
                 net, lambda m: isinstance(m, nn.Conv2d) and m.padding_mode == "reflect", SliceReflectConv2d)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["EncoderConfig", "MPViTEncoder", "ConvBN", "FactorizedAttention", "ENCODER_CONFIGS"]
+__all__ = ["EncoderConfig", "MPViTEncoder", "ConvBN", "FactorizedAttention", "ENCODER_CONFIGS", "ENCODER_FORMS"]
 
 
 @dataclass(frozen=True)
@@ -132,13 +132,13 @@ class RelativePositionConvs(nn.Module):
     result (the extra taps multiply by exactly 0) with one kernel call instead of a channel
     split, three calls and a concatenation (about 1.4x faster on a CPU for this block, at the
     price of ~0.08 GFLOP of multiplications by zero at 256x320, which FLOP counters include).
-    Set ``merged = False`` to run the released per-group convs (e.g. to count its FLOPs).
+    ``merged = False`` (per instance; :meth:`MPViTEncoder.set_form` sets it) runs the released
+    per-group convs (e.g. to count its FLOPs).
     """
-
-    merged: bool = True
 
     def __init__(self, head_dim: int, windows: dict[int, int]):
         super().__init__()
+        self.merged = True
         self.channel_splits = [heads * head_dim for heads in windows.values()]
         self.kernel = max(windows)
         self.convs = nn.ModuleList(
@@ -149,6 +149,16 @@ class RelativePositionConvs(nn.Module):
         K = self.kernel
         weight = torch.cat([F.pad(c.weight, [(K - c.kernel_size[0]) // 2] * 4) for c in self.convs])
         return weight, torch.cat([c.bias for c in self.convs])
+
+    def as_conv(self) -> nn.Conv2d:
+        """A snapshot of :meth:`merged_weight` as a plain depth-wise ``nn.Conv2d`` (constant
+        weights in an exported graph)."""
+        weight, bias = (t.detach() for t in self.merged_weight())
+        conv = nn.Conv2d(weight.shape[0], weight.shape[0], self.kernel, 1, self.kernel // 2, groups=weight.shape[0])
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            conv.bias.copy_(bias)
+        return conv.requires_grad_(False).to(weight.device)
 
     def forward(self, v_img: Tensor) -> Tensor:
         """(B, heads·head_dim, H, W) → same shape; channel order is head-major."""
@@ -189,6 +199,20 @@ class FactorizedAttention(nn.Module):
         out = self.scale * factor_att + q * conv_v.permute(0, 2, 3, 1).reshape(B, N, C)
         return self.proj(out)
 
+    def forward_released(self, x: Tensor, size: tuple[int, int], relative_position: RelativePositionConvs) -> Tensor:
+        """The same function computed as the released code does: per-head permuted copies of
+        q, k, v and einsums (the ``released`` form; slower, same result to fp32 rounding)."""
+        B, N, C = x.shape
+        H, W = size
+        h = self.num_heads
+        qkv = self.qkv(x).reshape(B, N, 3, h, C // h).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        kv = torch.einsum("b h n k, b h n v -> b h k v", k.softmax(dim=2), v)
+        factor_att = torch.einsum("b h n k, b h k v -> b h n v", q, kv)
+        conv_v = relative_position(v.transpose(2, 3).reshape(B, C, H, W)).reshape(B, h, C // h, N).transpose(2, 3)
+        out = self.scale * factor_att + q * conv_v
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
 
 class TransformerBlock(nn.Module):
     """Pre-norm block: x += Attn(LN(x)); x += MLP(LN(x)). LayerNorm eps 1e-6, exact GELU."""
@@ -209,6 +233,14 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+#: The forms an encoder computes its attention in (same parameters, same function to fp32 rounding):
+#: ``fast`` (the default: token layout, one merged relative-position conv), ``released`` (the
+#: released code's order of operations: einsums, per-group convs; for FLOP counts and as the
+#: benchmark's reference) and ``channels_first`` (the (B, C, N) layout that exports to a lean ONNX
+#: graph; an export form: its merged conv is a snapshot of the weights when it was selected).
+ENCODER_FORMS: tuple[str, ...] = ("fast", "released", "channels_first")
+
+
 class PathEncoder(nn.Module):
     """The transformer encoder of one path: ``num_layers`` blocks that all share ONE positional
     conv (applied before every block) and ONE relative-position conv set."""
@@ -218,9 +250,26 @@ class PathEncoder(nn.Module):
         self.position_conv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
         self.relative_position = RelativePositionConvs(dim // num_heads, windows)
         self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio) for _ in range(num_layers))
+        self.form = "fast"
+        self.snapshot_conv: nn.Conv2d | None = None
+
+    def set_form(self, form: str) -> None:
+        """Compute in another of :data:`ENCODER_FORMS`. ``fast`` and ``released`` keep the state
+        dict as it is; ``channels_first`` adds its snapshot conv (``snapshot_conv.*``, frozen), so
+        it is meant for a copy that is exported (:func:`bore_depth_lite.deploy.prepare_for_export`)."""
+        if form not in ENCODER_FORMS:
+            raise ValueError(f"form: expected one of {list(ENCODER_FORMS)}, found {form!r}")
+        self.form = form
+        self.relative_position.merged = form != "released"
+        # A registered module, so that an exported graph holds its weights as initializers.
+        self.snapshot_conv = self.relative_position.as_conv() if form == "channels_first" else None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) → (B, C, H, W)."""
+        if self.form == "channels_first":
+            return self._forward_channels_first(x)
+        if self.form == "released":
+            return self._forward_released(x)
         B, C, H, W = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         for block in self.blocks:
@@ -228,6 +277,47 @@ class PathEncoder(nn.Module):
             tokens = (self.position_conv(img) + img).flatten(2).transpose(1, 2)
             tokens = block(tokens, (H, W), self.relative_position)
         return tokens.transpose(1, 2).reshape(B, C, H, W)
+
+    def _forward_released(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            feat = tokens.transpose(1, 2).contiguous().view(B, C, H, W)
+            tokens = (self.position_conv(feat) + feat).flatten(2).transpose(1, 2)
+            tokens = tokens + block.attention.forward_released(block.norm1(tokens), (H, W), self.relative_position)
+            tokens = tokens + block.mlp(block.norm2(tokens))
+        return tokens.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous()
+
+    @staticmethod
+    def _linear_channels_first(linear: nn.Linear, x_tokens: Tensor) -> Tensor:
+        """Linear on (B, N, Cin) tokens, returned channels-first (B, Cout, N)."""
+        return torch.matmul(linear.weight, x_tokens.transpose(1, 2)) + linear.bias[:, None]
+
+    def _forward_channels_first(self, x: Tensor) -> Tensor:
+        """Per head with q, k, v as (d, N) matrices: ``context = softmax_N(k) vᵀ`` (d×d),
+        ``factor = contextᵀ q`` (d×N), ``out = scale·factor + q ⊙ DWConv(v)``: the transpose of the
+        (N, d) formulation, so no token-major copy is made except the one LayerNorm needs, and the
+        softmax runs over the last axis."""
+        conv = self.snapshot_conv
+        if conv is None:
+            raise RuntimeError("the channels_first form needs set_form('channels_first') (it snapshots the weights)")
+        B, C, H, W = x.shape
+        for block in self.blocks:
+            att = block.attention
+            h = att.num_heads
+            x = self.position_conv(x) + x
+            t = x.flatten(2)  # (B, C, N)
+            qkv = self._linear_channels_first(att.qkv, block.norm1(t.transpose(1, 2)))  # (B, 3C, N)
+            q, k, v = (z.reshape(B, h, C // h, H * W) for z in qkv.chunk(3, dim=1))
+            context = k.softmax(dim=-1) @ v.transpose(-1, -2)  # (B, h, d_k, d_v)
+            factor = context.transpose(-1, -2) @ q  # (B, h, d_v, N)
+            conv_v = conv(v.reshape(B, C, H, W)).reshape(B, h, C // h, H * W)
+            out = (att.scale * factor + q * conv_v).reshape(B, C, H * W)
+            t = t + torch.matmul(att.proj.weight, out) + att.proj.bias[:, None]
+            hidden = block.mlp.act(block.mlp.fc1(block.norm2(t.transpose(1, 2))))
+            t = t + self._linear_channels_first(block.mlp.fc2, hidden)
+            x = t.reshape(B, C, H, W)
+        return x
 
 
 class MultiPathStage(nn.Module):
@@ -287,6 +377,14 @@ class MPViTEncoder(nn.Module):
     @property
     def out_channels(self) -> tuple[int, ...]:
         return self.config.out_channels
+
+    def set_form(self, form: str) -> "MPViTEncoder":
+        """Compute every path encoder in ``form`` (:data:`ENCODER_FORMS`); returns self.
+        Export selects ``channels_first``, the benchmarks ``released`` as their reference."""
+        for module in self.modules():
+            if isinstance(module, PathEncoder):
+                module.set_form(form)
+        return self
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """(B, 3, H, W) ImageNet-normalised image → 5 feature maps, fine to coarse."""
