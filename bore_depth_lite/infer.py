@@ -32,9 +32,10 @@ from . import resolve_device
 from .checkpoint import load_any_depthnet
 from .models import DEPTHNET_CONFIGS, DepthNet
 from .images import IMAGE_EXTENSIONS, ImageLoadError, image_size, load_image
+from .plotting import colorize_depth
 from .preprocess import PRESETS, preprocess
 
-__all__ = ["main", "predict_depth", "colorize_depth", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
+__all__ = ["main", "depth_from_rgb", "VIDEO_EXTENSIONS"]
 
 #: ``--preset none`` warns above this many pixels per image; memory measured at ~330 bytes/pixel
 #: (tiny network, CPU, fp32): 6000x4000 took 7.6 GiB and 76 s.
@@ -44,8 +45,8 @@ VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
 
 
 @torch.no_grad()
-def predict_depth(net: DepthNet, rgb: np.ndarray, preset: str | tuple[int, int] | None,
-                  device: torch.device, keep_size: bool = False) -> np.ndarray:
+def depth_from_rgb(net: DepthNet, rgb: np.ndarray, preset: str | tuple[int, int] | None,
+                   device: torch.device, keep_size: bool = False) -> np.ndarray:
     """RGB (H, W, 3) in 0–255 → depth (h, w) float32 at the network input size, or at (H, W)
     with ``keep_size`` (bilinear resize of the depth map)."""
     x = preprocess(rgb, preset)
@@ -53,15 +54,6 @@ def predict_depth(net: DepthNet, rgb: np.ndarray, preset: str | tuple[int, int] 
     if keep_size and depth.shape[-2:] != rgb.shape[:2]:
         depth = F.interpolate(depth, size=rgb.shape[:2], mode="bilinear", align_corners=False)
     return depth[0, 0].float().cpu().numpy()
-
-
-def colorize_depth(depth: np.ndarray, cmap: str = "magma") -> np.ndarray:
-    """Depth (H, W) → uint8 RGB (H, W, 3): inverse depth, scaled to its 95th percentile
-    (Monodepth2's display rule), so near is bright."""
-    disp = 1.0 / np.maximum(depth, 1e-6)
-    lo, hi = float(disp.min()), float(np.percentile(disp, 95))
-    norm = np.clip((disp - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    return (colormaps[cmap](norm)[..., :3] * 255).astype(np.uint8)
 
 
 def _iter_video(path: Path) -> Iterator[tuple[str, np.ndarray]]:
@@ -246,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     for path, name in tqdm(items, desc="depth", unit="file"):
         try:
             for out_name, rgb in _frames(path, name):
-                depth = predict_depth(net, rgb, preset, device, args.keep_size)
+                depth = depth_from_rgb(net, rgb, preset, device, args.keep_size)
                 bad = ~np.isfinite(depth)
                 if bad.any():
                     raise ValueError(f"{path}: the network predicted NaN/inf depth at {int(bad.sum())} of "

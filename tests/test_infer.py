@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bore_depth_lite.infer import colorize_depth, main, predict_depth
+from bore_depth_lite.infer import depth_from_rgb, main
+from bore_depth_lite.plotting import colorize_depth
 from bore_depth_lite.checkpoint import save_depthnet
 from bore_depth_lite.models import DepthNet
 from bore_depth_lite.images import ImageLoadError, load_image
@@ -104,6 +105,23 @@ def test_colorize_depth():
     assert png[0, 0].sum() > png[-1, -1].sum()  # near is bright
 
 
+def test_colorize_depth_shows_missing_depth_as_neutral_grey_not_as_near():
+    from bore_depth_lite.plotting import NO_DEPTH_RGB, Panel, panel_figure
+
+    depth = np.linspace(1, 10, 30 * 40, dtype=np.float32).reshape(30, 40)
+    depth[:5] = 0.0                                   # sky: no depth
+    png = colorize_depth(depth)
+    assert (png[:5] == NO_DEPTH_RGB).all() and not (png[5:] == NO_DEPTH_RGB).all(-1).any()
+    masked = colorize_depth(depth, valid=depth < 5)
+    assert (masked[depth >= 5] == NO_DEPTH_RGB).all()
+    fixed = colorize_depth(depth, value_range=(2.0, 3.0))   # one scale for several maps
+    assert (fixed[5:] == fixed[5, 0]).all()                  # every 1/depth here is <= 1: all "far"
+    with pytest.raises(ValueError, match=r"depth: expected one \(H, W\) map"):
+        colorize_depth(depth[None])
+    fig = panel_figure([[Panel(png, "a"), Panel(depth, "b", cmap="magma", colorbar=True)], [Panel(png, "c")]])
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 3 and len(fig.axes) == 5   # 2x2 grid + colorbar
+
+
 def test_cli_handles_every_odd_kind(odd_images, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main([str(odd_images), "--random-weights", "tiny", "--preset", "none", "--out", str(out), "--device", "cpu"])
@@ -119,7 +137,7 @@ def test_cli_handles_every_odd_kind(odd_images, tmp_path, capsys):
     assert Image.open(out / "rgb.png").size == (64, 48)
 
 
-def test_cli_with_our_checkpoint_matches_predict_depth(tmp_path, odd_images, capsys):
+def test_cli_with_our_checkpoint_matches_depth_from_rgb(tmp_path, odd_images, capsys):
     torch.manual_seed(0)
     net = DepthNet("tiny").eval()
     ckpt = save_depthnet(tmp_path / "tiny.pt", net)
@@ -127,7 +145,7 @@ def test_cli_with_our_checkpoint_matches_predict_depth(tmp_path, odd_images, cap
     rc = main([str(odd_images / "rgb.png"), str(odd_images / "gray.png"), "--checkpoint", str(ckpt),
                "--preset", "nyu", "--out", str(out), "--keep-size"])
     assert rc == 0, capsys.readouterr().err
-    expected = predict_depth(net, load_image(odd_images / "rgb.png"), "nyu", torch.device("cpu"), keep_size=True)
+    expected = depth_from_rgb(net, load_image(odd_images / "rgb.png"), "nyu", torch.device("cpu"), keep_size=True)
     np.testing.assert_allclose(np.load(out / "rgb.npy"), expected, rtol=1e-6)
     assert expected.shape == (48, 64)
 

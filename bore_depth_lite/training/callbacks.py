@@ -97,22 +97,17 @@ class SampleImages(Callback):
     def on_epoch_end(self, trainer: "RunView", row: dict[str, float]) -> None:
         if trainer.val_set is None:
             return
-        from matplotlib.figure import Figure  # no pyplot: never touches a notebook's backend
-
         from ..evaluate import predict_depth
+        from ..plotting import Panel, colorize_depth, panel_figure
 
         step = int(row["step"])
         trainer.depth_net.eval()
         items = [trainer.val_set[i] for i in range(min(self.count, len(trainer.val_set)))]
-        fig = Figure(figsize=(2.5 * len(items), 4))
-        axes = fig.subplots(2, len(items), squeeze=False)
-        for c, item in enumerate(items):
-            depth = predict_depth(trainer.depth_net, item["image"][None].to(trainer.device))[0, 0].float().cpu()
-            axes[0, c].imshow(item["image"].permute(1, 2, 0).numpy())
-            axes[1, c].imshow((1 / depth).numpy(), cmap="magma")
-            for ax in axes[:, c]:
-                ax.axis("off")
-        fig.suptitle(f"step {step}: test images and predicted inverse depth", fontsize=9)
+        depths = [predict_depth(trainer.depth_net, item["image"][None].to(trainer.device))[0, 0].float().cpu().numpy()
+                  for item in items]
+        fig = panel_figure([[Panel(item["image"].permute(1, 2, 0).numpy()) for item in items],
+                            [Panel(colorize_depth(depth)) for depth in depths]], panel_size=(2.5, 2.0),
+                           suptitle=f"step {step}: test images and predicted inverse depth")
         folder = trainer.out / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / f"step_{step:07d}.png", lambda f: fig.savefig(f, format="png", dpi=80))
