@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .reporting import aggregate_results, format_results_table
+from .metrics import EDGE_METRICS, TABLE_METRICS
 from .preprocess import PRESETS, normalize_imagenet
 from .protocols import PROTOCOLS, evaluate_image
 
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:   # LayoutError and protocol errors name the file or value
         raise _fail(str(err), 1) from None
     aggregate = result.pop("_aggregate")
-    print(format_results_table({Path(args.checkpoint).name: aggregate}, style="text"))
+    shown = [m for m in TABLE_METRICS + EDGE_METRICS if m in aggregate.means]   # with the edge diagnostics
+    print(format_results_table({Path(args.checkpoint or "constant").name: aggregate}, metrics=shown, style="text"))
     if args.json:
         text = json.dumps(_json_ready({**result, "checkpoint": args.checkpoint, "dataset": args.dataset,
                                        "data_root": str(root)}), indent=2, default=float)

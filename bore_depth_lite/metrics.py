@@ -39,13 +39,22 @@ DEPTH_METRICS: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log1
                                   "delta1", "delta2", "delta3", "abs_diff")
 DDE_METRICS: tuple[str, ...] = ("dde_0", "dde_m", "dde_p")
 BOUNDARY_METRICS: tuple[str, ...] = ("dbe_acc", "dbe_comp")
-ALL_METRICS: tuple[str, ...] = DEPTH_METRICS + DDE_METRICS + BOUNDARY_METRICS
-HIGHER_IS_BETTER: frozenset[str] = frozenset({"delta1", "delta2", "delta3", "dde_0"})
+#: Beside every ε_DBE: how many edge pixels were predicted and are true (a prediction with few
+#: edges can score a low ε_acc; the counts show it), and Depth Pro's scale-invariant boundary F1
+#: (:func:`bore_depth_lite.boundary_f1.boundary_f1`), which needs only dense depth.
+EDGE_METRICS: tuple[str, ...] = ("dbe_edges_pred", "dbe_edges_gt", "boundary_f1")
+ALL_METRICS: tuple[str, ...] = DEPTH_METRICS + DDE_METRICS + BOUNDARY_METRICS + EDGE_METRICS
+#: What a result table shows unless asked for more (the edge diagnostics on request).
+TABLE_METRICS: tuple[str, ...] = DEPTH_METRICS + DDE_METRICS + BOUNDARY_METRICS
+HIGHER_IS_BETTER: frozenset[str] = frozenset({"delta1", "delta2", "delta3", "dde_0", "boundary_f1"})
+#: Counts, not scores: no better direction.
+NO_DIRECTION: frozenset[str] = frozenset({"dbe_edges_pred", "dbe_edges_gt"})
 DISPLAY_NAMES: dict[str, str] = {
     "abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSE-log",
     "log10": "log10", "delta1": "δ<1.25", "delta2": "δ<1.25²", "delta3": "δ<1.25³",
     "abs_diff": "AbsDiff", "dde_0": "DDE_0", "dde_m": "DDE_m", "dde_p": "DDE_p",
     "dbe_acc": "ε_acc", "dbe_comp": "ε_comp",
+    "dbe_edges_pred": "edges pred", "dbe_edges_gt": "edges GT", "boundary_f1": "SI-bF1",
 }
 SCALINGS: tuple[str, ...] = ("median_lower", "median_numpy", "lstsq", "none")
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from . import boundary
+from .boundary_f1 import boundary_f1
 from .arrays import ArrayLike, as_image
 from .metrics import DEPTH_METRICS, Scaling, compute_depth_metrics, directed_depth_error, scale_and_clamp
 
@@ -194,12 +195,13 @@ def evaluate_image(pred: ArrayLike, gt: ArrayLike, protocol: str | Protocol,
         protocol: a preset name from :data:`PROTOCOLS` or a :class:`Protocol`.
         valid_masks: (H, W) arrays, nonzero = valid (e.g. iBims ``mask_invalid``,
             ``mask_transp``), AND-ed into the valid mask.
-        edges_gt: (H, W) binary GT depth-edge map; adds ``dbe_acc`` and ``dbe_comp``.
+        edges_gt: (H, W) binary GT depth-edge map; adds ``dbe_acc`` and ``dbe_comp``, the
+            numbers of predicted and true edge pixels, and the scale-invariant boundary F1.
         on_empty: ``"raise"`` or ``"nan"`` when no pixel is valid (see module docstring).
 
     Returns:
         ``{"protocol": name, <DEPTH_METRICS>, ["dde_0", "dde_m", "dde_p"], ["dbe_acc",
-        "dbe_comp"], "scale": s, "num_valid": n}``.
+        "dbe_comp", "dbe_edges_pred", "dbe_edges_gt", "boundary_f1"], "scale": s, "num_valid": n}``.
     """
     proto = get_protocol(protocol)
     g = as_image(gt, "gt")
@@ -247,8 +249,12 @@ def evaluate_image(pred: ArrayLike, gt: ArrayLike, protocol: str | Protocol,
         if edges.shape != g.shape:
             raise ValueError(f"edges_gt has shape {edges.shape}, gt has {g.shape}")
         # Unmasked and unscaled, as the iBims script does; 0/NaN are holes, inf/negative raise.
-        result["dbe_acc"], result["dbe_comp"] = boundary.depth_boundary_error(
-            edges, p, proto.dbe_thresholds, proto.dbe_completeness, proto.dbe_theta)
+        result["dbe_acc"], result["dbe_comp"], found = boundary.depth_boundary_error(
+            edges, p, proto.dbe_thresholds, proto.dbe_completeness, proto.dbe_theta, return_edges=True)
+        result["dbe_edges_pred"] = float(np.count_nonzero(found))
+        result["dbe_edges_gt"] = float(np.count_nonzero(edges))
+        # Scale-invariant, so on the unscaled prediction; over the protocol's valid pixels.
+        result["boundary_f1"] = boundary_f1(g, p, valid=valid)["f1"] if n else float("nan")
     result["scale"] = scale
     result["num_valid"] = n
     return result

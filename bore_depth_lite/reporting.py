@@ -10,7 +10,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from .metrics import ALL_METRICS, BOUNDARY_METRICS, DISPLAY_NAMES, HIGHER_IS_BETTER
+from .metrics import ALL_METRICS, BOUNDARY_METRICS, DISPLAY_NAMES, EDGE_METRICS, HIGHER_IS_BETTER, NO_DIRECTION, TABLE_METRICS
 from .protocols import PROTOCOLS
 
 __all__ = ["AggregateResult", "aggregate_results", "format_results_table"]
@@ -33,7 +33,7 @@ class AggregateResult:
     num_images: int
     means: dict[str, float]
     num_nan: dict[str, int]
-    nan_skipped: tuple[str, ...] = field(default=BOUNDARY_METRICS)
+    nan_skipped: tuple[str, ...] = field(default=BOUNDARY_METRICS + EDGE_METRICS)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN stays float('nan'); json.dump writes it as NaN)."""
@@ -43,7 +43,7 @@ class AggregateResult:
 
 
 def aggregate_results(results: Sequence[Mapping[str, Any]], protocol: str | None = None,
-                      nan_skipped: Sequence[str] | Literal["all"] = BOUNDARY_METRICS) -> AggregateResult:
+                      nan_skipped: Sequence[str] | Literal["all"] = BOUNDARY_METRICS + EDGE_METRICS) -> AggregateResult:
     """Arithmetic mean of per-image metric dicts (never a pooled mean: the book's appendix "Reference", metrics).
 
     Args:
@@ -112,13 +112,13 @@ def format_results_table(rows: AggregateResult | Mapping[str, AggregateResult],
         raise ValueError(f"style must be 'markdown' or 'text', got {style!r}")
     results = list(rows.values())
     if metrics is None:
-        metrics = [k for k in ALL_METRICS if any(k in r.means for r in results)]
+        metrics = [k for k in TABLE_METRICS if any(k in r.means for r in results)]
     unknown = [m for m in metrics if m not in ALL_METRICS]
     if unknown:
         raise ValueError(f"metrics {unknown} are unknown; choose from {ALL_METRICS}")
     protocols = sorted({r.protocol for r in results})
     header = ["model"] + (["protocol"] if len(protocols) > 1 else []) + ["images"]
-    header += [DISPLAY_NAMES[m] + ("↑" if m in HIGHER_IS_BETTER else "↓") for m in metrics]
+    header += [DISPLAY_NAMES[m] + ("" if m in NO_DIRECTION else "↑" if m in HIGHER_IS_BETTER else "↓") for m in metrics]
     body = []
     for label, r in rows.items():
         line = [str(label)] + ([r.protocol] if len(protocols) > 1 else []) + [str(r.num_images)]

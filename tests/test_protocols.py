@@ -274,6 +274,31 @@ def test_boundary_error_in_pipeline_uses_protocol_setting():
     assert math.isnan(no_edges["dbe_acc"])
 
 
+def test_every_boundary_error_comes_with_edge_counts_and_boundary_f1():
+    """A smooth blob finds no edge: its ε_acc is undefined and its counts and SI boundary F1 say why;
+    the true depth finds every edge (F1 = 1); the counts are those of the edge maps compared."""
+    from bore_depth_lite.boundary import detect_depth_edges
+
+    gt = np.full((48, 64), 2.0)
+    gt[:, 32:] = 6.0                                     # one occluding contour
+    edges = np.zeros((48, 64), dtype=bool)
+    edges[:, 31:33] = True
+    exact = evaluate_image(gt, gt, "synthetic_indoor", edges_gt=edges)
+    assert exact["boundary_f1"] == 1.0
+    assert exact["dbe_edges_gt"] == 96.0 and exact["dbe_edges_pred"] == float(detect_depth_edges(gt).sum()) > 0
+    blob = 2.0 + 4.0 * np.linspace(0, 1, 64)[None].repeat(48, 0)   # a smooth ramp: no contour anywhere
+    smooth = evaluate_image(blob, gt, "synthetic_indoor", edges_gt=edges)
+    assert smooth["dbe_edges_pred"] < exact["dbe_edges_pred"] and smooth["boundary_f1"] == 0.0
+    scaled = evaluate_image(3.7 * gt, gt, "synthetic_indoor", edges_gt=edges)   # scale-invariant
+    assert scaled["boundary_f1"] == 1.0
+    from bore_depth_lite.reporting import aggregate_results, format_results_table
+
+    table = format_results_table(aggregate_results([exact, smooth]))
+    assert "SI-bF1" not in table and "ε_acc" in table                  # diagnostics only on request
+    wide = format_results_table(aggregate_results([exact, smooth]), metrics=["dbe_acc", "dbe_edges_pred", "boundary_f1"])
+    assert "edges pred " in wide and "SI-bF1↑" in wide
+
+
 # --- edge cases ---------------------------------------------------------------------------------------
 def test_empty_valid_mask_raises_or_records_nan():
     gt = np.zeros((8, 8))
