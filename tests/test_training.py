@@ -119,3 +119,26 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(data_ro
         if "running_" in k or "num_batches" in k:
             continue  # BatchNorm statistics: DDP keeps rank 0's (half the batch); weights are what must agree
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
+
+
+def test_run_two_stage_phases_and_bad_arguments(data_root, tmp_path):
+    from bore_depth_lite.training import run_two_stage
+
+    torch.set_num_threads(1)
+    base = tiny_config(data_root, tmp_path / "stage1", steps=1, steps_per_epoch=1)
+    train, _ = training_datasets(base)
+    trainer = run_two_stage(base, "stage1", 1, 1, train)
+    assert trainer.step == 1 and trainer.config.stage == 1
+    assert (tmp_path / "stage1" / "phase1" / "checkpoint.pt").is_file()
+    assert trainer.checkpoint_path == tmp_path / "stage1" / "phase2" / "checkpoint.pt"
+    plain = run_two_stage(tiny_config(data_root, tmp_path / "plain"), "plain", 1, 1, train,
+                          start=None)
+    assert plain.config.model == "tiny-plain"
+    with pytest.raises(ValueError, match="variant: expected one of"):
+        run_two_stage(base, "stage3", 1, 1, train)
+    with pytest.raises(ValueError, match="stage2_steps: expected an integer >= 1"):
+        run_two_stage(base, "stage1", 1, 0, train)
+    with pytest.raises(ValueError, match="needs a teacher checkpoint"):
+        run_two_stage(base, "joint", 1, 1, train)
+    with pytest.raises(ValueError, match="only the two_stage variant continues"):
+        run_two_stage(base, "stage1", 1, 1, train, start=str(trainer.checkpoint_path))
