@@ -96,3 +96,24 @@ def test_ply_round_trip_and_header(tmp_path):
     (tmp_path / "junk.ply").write_bytes(b"hello")
     with pytest.raises(ValueError, match="junk.ply: not a PLY file"):
         read_ply(tmp_path / "junk.ply")
+
+
+def test_ground_plane_gives_the_metric_scale_of_true_depth_at_any_scale():
+    from bore_depth_lite.data.synthetic import C
+    from bore_depth_lite.metric_scale import fit_ground_plane, ground_scale
+
+    seq = render_sequence("driving", 2, 96, 160, seed=10_001)
+    for j in range(2):
+        for unknown in (0.05, 1.0, 37.0):               # the network's depth has any scale
+            fit = ground_scale(seq.depth[j] * unknown, seq.K, 1.65)    # the world's camera: 1.65 m up
+            assert abs(fit.scale * unknown - 1.0) < 2e-3 and fit.inlier_fraction > 0.5
+            assert fit.normal[1] < -0.9                   # the road's normal points up (camera y is down)
+        road = seq.semantic[j] == C["road"]
+        assert abs(ground_scale(seq.depth[j], seq.K, 1.65, ground_mask=road).scale - 1.0) < 1e-5
+    with pytest.raises(ValueError, match="camera_height: expected a positive number"):
+        ground_scale(seq.depth[0], seq.K, -1.65)
+    wall = np.stack(np.meshgrid(np.linspace(-1, 1, 10), np.linspace(-1, 1, 10)), -1).reshape(-1, 2)
+    with pytest.raises(ValueError, match="no ground plane below the camera"):
+        fit_ground_plane(np.column_stack([wall, np.full(len(wall), 5.0)]))   # a wall facing the camera
+    with pytest.raises(ValueError, match=r"points: expected \(N >= 3, 3\)"):
+        fit_ground_plane(np.zeros((2, 3)))
