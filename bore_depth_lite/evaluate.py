@@ -117,6 +117,10 @@ def _load(checkpoint: str | None, device: torch.device) -> nn.Module:
         from .pretrained import load_pretrained
 
         return load_pretrained().to(device).eval()
+    from .pretrained import parse_released, released
+
+    if parse_released(checkpoint):
+        return released(parse_released(checkpoint)).to(device).eval()
     return load_any_depthnet(checkpoint, map_location="cpu").to(device).eval()
 
 
@@ -141,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bore-depth-evaluate", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("Examples::")[1])
-    parser.add_argument("--checkpoint", help="our checkpoint, a released .ckpt, or 'pretrained'")
+    parser.add_argument("--checkpoint", help="our checkpoint, a released .ckpt, 'pretrained', or released:nyu / "
+                        "released:kitti (the authors' weights, downloaded into the cache on first use)")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
     parser.add_argument("--data-root", type=Path, help="prepared data set (holding testing/); "
                         "default for synthetic: rendered into the cache")
@@ -175,7 +180,13 @@ def main(argv: list[str] | None = None) -> int:
             check_output_file(args.json, "--json", overwrite=args.overwrite)
         except ValueError as err:
             raise _fail(str(err), 2) from None
-    if args.checkpoint not in (None, "pretrained") and not Path(args.checkpoint).is_file():
+    from .pretrained import ReleasedWeightsError, parse_released
+
+    try:
+        is_released = parse_released(args.checkpoint) is not None
+    except ValueError as err:
+        raise _fail(f"--checkpoint {args.checkpoint}: {err}", 2) from None
+    if args.checkpoint not in (None, "pretrained") and not is_released and not Path(args.checkpoint).is_file():
         raise _fail(f"--checkpoint {args.checkpoint}: expected a checkpoint file, found "
                     f"{'a folder' if Path(args.checkpoint).is_dir() else 'nothing'}", 2)
     if args.data_root is not None and not args.data_root.is_dir():
@@ -189,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         raise _fail(f"--dataset {args.dataset} needs --data-root (see data_scripts/)", 2)
     try:
         net = _load(args.checkpoint, device)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, ReleasedWeightsError) as err:
         raise _fail(str(err), 1) from None
     try:
         if root is None:

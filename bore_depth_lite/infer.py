@@ -8,9 +8,13 @@ Examples::
 
 For every image (or video frame) it writes ``<name>.npy`` (float32 depth, H×W, at the
 network resolution unless ``--keep-size``) and ``<name>.png`` (inverse depth, magma colours).
+With ``--ply`` it also writes ``<name>.ply``, a coloured point cloud (binary PLY: MeshLab,
+CloudCompare, Open3D) back-projected with the preset's camera intrinsics (the released code's
+NYUv2/KITTI/iBims-1 values) or yours (``--intrinsics FX FY CX CY``, in pixels of the input
+image); a self-supervised network's depth has no metric scale, so neither has the cloud.
 A file that cannot be read is reported and skipped; the rest of the batch goes on; the exit
-status is 1 if any input failed. There are no weights to download: give a checkpoint (ours,
-see ``bore_depth_lite.checkpoint``, or a released BoRe-Depth ``.ckpt``).
+status is 1 if any input failed. Weights: a checkpoint (ours, see ``bore_depth_lite.checkpoint``,
+or a released BoRe-Depth ``.ckpt``) or ``released:nyu``/``released:kitti`` (from the cache).
 """
 from __future__ import annotations
 
@@ -30,9 +34,11 @@ from tqdm import tqdm
 
 from . import resolve_device
 from .checkpoint import load_any_depthnet
+from .pretrained import parse_released, released
 from .models import DEPTHNET_CONFIGS, DepthNet
 from .images import IMAGE_EXTENSIONS, ImageLoadError, image_size, load_image
 from .plotting import colorize_depth
+from .pointcloud import depth_to_points, intrinsics_for, intrinsics_matrix, write_ply
 from .preprocess import PRESETS, preprocess
 
 __all__ = ["main", "depth_from_rgb", "VIDEO_EXTENSIONS"]
@@ -122,7 +128,7 @@ def _check_outputs(items: list[tuple[Path, str]], out: Path, overwrite: bool) ->
         seen[key] = (path, glob.escape(path.stem) + "_frame*" if video else glob.escape(name))
     if not overwrite and out.is_dir():
         for path, pattern in seen.values():
-            existing = sorted(out.glob(pattern + ".npy")) + sorted(out.glob(pattern + ".png"))
+            existing = [p for ext in (".npy", ".png", ".ply") for p in sorted(out.glob(pattern + ext))]
             if existing:
                 return (f"--out {out}: {existing[0].name} (for {path}) exists; pass --overwrite to replace the "
                         "depth maps there, or choose another --out")
@@ -152,12 +158,18 @@ def _frames(path: Path, name: str) -> Iterator[tuple[str, np.ndarray]]:
         yield name, load_image(path)
 
 
-def _write_outputs(out: Path, name: str, depth: np.ndarray, cmap: str) -> None:
-    """``<name>.npy`` and ``<name>.png``, each written atomically."""
+def _write_outputs(out: Path, name: str, depth: np.ndarray, cmap: str, rgb: np.ndarray,
+                   intrinsics: str | tuple[float, float, float, float] | None) -> None:
+    """``<name>.npy`` and ``<name>.png`` (and ``<name>.ply`` with ``intrinsics``), each written atomically."""
     from .fileio import atomic_write
 
     atomic_write(out / f"{name}.npy", lambda f: np.save(f, depth.astype(np.float32)))
     atomic_write(out / f"{name}.png", lambda f: Image.fromarray(colorize_depth(depth, cmap)).save(f, format="PNG"))
+    if intrinsics is not None:
+        h, w = depth.shape
+        colours = np.asarray(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR))
+        K = intrinsics_for(intrinsics, (h, w), image_size=rgb.shape[:2])
+        write_ply(out / f"{name}.ply", *depth_to_points(depth, K, colours))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -165,7 +177,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="images, folders of images, or videos")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", type=Path, help="our checkpoint or a released BoRe-Depth .ckpt")
+    src.add_argument("--checkpoint", type=Path, help="our checkpoint, a released BoRe-Depth .ckpt, or "
+                     "released:nyu / released:kitti (the authors' weights from the cache, downloaded on first use)")
     src.add_argument("--random-weights", choices=sorted(DEPTHNET_CONFIGS), metavar="CONFIG",
                      help="SMOKE TEST ONLY: a randomly initialised DepthNet of this config; the depth is meaningless")
     p.add_argument("--preset", default="nyu", choices=[*sorted(PRESETS), "none"],
@@ -181,20 +194,36 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-size", action="store_true", help="resize the depth back to the input image size")
     p.add_argument("--overwrite", action="store_true", help="replace depth maps already in --out")
     p.add_argument("--cmap", default="magma", help="matplotlib colour map for the PNG")
+    p.add_argument("--ply", action="store_true", help="also write <name>.ply, a coloured point cloud")
+    p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics in pixels of the input image for --ply (default: the preset's camera)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.checkpoint is None and args.random_weights is None:
-        print("error: no weights given. bore_depth_lite downloads nothing: pass --checkpoint PATH (a checkpoint "
-              "written by bore_depth_lite training, or a released BoRe-Depth .ckpt), or --random-weights CONFIG "
+        print("error: no weights given: pass --checkpoint PATH (a checkpoint written by bore_depth_lite training, "
+              "or a released BoRe-Depth .ckpt), --checkpoint released:nyu|released:kitti, or --random-weights CONFIG "
               "for a smoke test with meaningless output.", file=sys.stderr)
         return 2
     if args.int8_keep_fp32 < 0 or (args.int8_keep_fp32 and (args.backend, args.precision) != ("onnxruntime", "int8")):
         print(f"error: --int8-keep-fp32 {args.int8_keep_fp32}: expected a count >= 0, used with --backend onnxruntime "
               "--precision int8 only", file=sys.stderr)
         return 2
+    intrinsics = tuple(args.intrinsics) if args.intrinsics else (args.preset if args.ply else None)
+    if args.ply and intrinsics == "none":
+        print("error: --ply with --preset none needs --intrinsics FX FY CX CY (there is no preset camera)", file=sys.stderr)
+        return 2
+    if args.intrinsics and not args.ply:
+        print("error: --intrinsics is used by --ply only; add --ply", file=sys.stderr)
+        return 2
+    if args.intrinsics:
+        try:
+            intrinsics_matrix(*args.intrinsics)
+        except ValueError as err:
+            print(f"error: --{err}", file=sys.stderr)
+            return 2
     items, notes = _collect(args.inputs)
     problem = _check_outputs(items, args.out, args.overwrite)
     if problem:
@@ -205,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
             device = resolve_device(args.device)
         except ValueError as err:
             raise ValueError(f"--device: {err}") from None
-        if args.checkpoint is not None:
+        if args.checkpoint is not None and parse_released(args.checkpoint):
+            net = released(parse_released(args.checkpoint), map_location="cpu")
+        elif args.checkpoint is not None:
             net = load_any_depthnet(args.checkpoint, map_location="cpu")
         else:
             torch.manual_seed(0)
@@ -243,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 if bad.any():
                     raise ValueError(f"{path}: the network predicted NaN/inf depth at {int(bad.sum())} of "
                                      f"{depth.size} pixels; nothing written for it")
-                _write_outputs(args.out, out_name, depth, args.cmap)
+                _write_outputs(args.out, out_name, depth, args.cmap, rgb, intrinsics)
                 done += 1
         except (ImageLoadError, RuntimeError, ValueError, MemoryError) as err:
             failed += 1

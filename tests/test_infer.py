@@ -150,6 +150,38 @@ def test_cli_with_our_checkpoint_matches_depth_from_rgb(tmp_path, odd_images, ca
     assert expected.shape == (48, 64)
 
 
+def test_cli_writes_point_clouds_that_match_the_depth_maps(tmp_path, odd_images, capsys):
+    from bore_depth_lite.pointcloud import depth_to_points, intrinsics_for, read_ply
+
+    torch.manual_seed(0)
+    ckpt = save_depthnet(tmp_path / "tiny.pt", DepthNet("tiny").eval())
+    out = tmp_path / "out"
+    assert main([str(odd_images / "rgb.png"), "--checkpoint", str(ckpt), "--preset", "nyu", "--out", str(out),
+                 "--ply"]) == 0, capsys.readouterr().err
+    depth = np.load(out / "rgb.npy")
+    points, colours = read_ply(out / "rgb.ply")
+    expected, _ = depth_to_points(depth, intrinsics_for("nyu", depth.shape))   # the preset's camera
+    np.testing.assert_allclose(points, expected, rtol=1e-6)
+    assert colours.shape == points.shape and colours.dtype == np.uint8
+    custom = tmp_path / "custom"                     # intrinsics of the 48x64 input, rescaled to the depth size
+    assert main([str(odd_images / "rgb.png"), "--checkpoint", str(ckpt), "--preset", "nyu", "--out", str(custom),
+                 "--ply", "--intrinsics", "60", "60", "32", "24"]) == 0
+    K = intrinsics_for((60.0, 60.0, 32.0, 24.0), depth.shape, image_size=(48, 64))
+    np.testing.assert_allclose(read_ply(custom / "rgb.ply")[0], depth_to_points(depth, K)[0], rtol=1e-6)
+    capsys.readouterr()
+    assert main([str(odd_images / "rgb.png"), "--checkpoint", str(ckpt), "--preset", "none", "--ply",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--ply with --preset none needs --intrinsics" in capsys.readouterr().err
+    assert main([str(odd_images / "rgb.png"), "--checkpoint", str(ckpt), "--intrinsics", "1", "1", "0", "0",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "--intrinsics is used by --ply only" in capsys.readouterr().err
+    assert main([str(odd_images / "rgb.png"), "--checkpoint", str(ckpt), "--ply", "--intrinsics", "0", "1", "0", "0",
+                 "--out", str(tmp_path / "z")]) == 2
+    assert "--intrinsics: expected finite fx, fy > 0" in capsys.readouterr().err
+    assert main([str(odd_images / "rgb.png"), "--checkpoint", str(ckpt), "--ply", "--out", str(out)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
 def test_cli_refuses_without_weights(odd_images, capsys):
     assert main([str(odd_images / "rgb.png")]) == 2
     assert "no weights given" in capsys.readouterr().err
