@@ -31,3 +31,42 @@ def test_deploy_benchmark_writes_latency_floor_and_targets(tmp_path):
     assert set(targets) == {"ort_fp32_2x_eager", "int8_1.5x_ort_fp32"}
     assert targets["int8_1.5x_ort_fp32"]["met"] == (targets["int8_1.5x_ort_fp32"]["value"] >= 1.5)
     assert targets["ort_fp32_2x_eager"]["value"] == entry["latency"]["ort_fp32"]["speedup_vs_torch_eager"]
+
+
+def test_gpu_benchmark_skips_with_its_reason_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: bench/gpu.py would run for minutes; it is run by hand there")
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"skipped": "CUDA is not available on this machine"}
+
+
+def test_int8_for_tensorrt_is_symmetric_with_zero_points_of_zero(tmp_path):
+    """TensorRT takes symmetric INT8 only: every QuantizeLinear/DequantizeLinear of the QDQ model
+    bench/gpu.py builds its int8 engine from must have an int8 zero point of 0."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from bore_depth_lite.deploy import export_onnx
+    from bore_depth_lite.deploy.onnxruntime_backend import quantize_int8, synthetic_calibration_images
+    from bore_depth_lite.models import DepthNet
+
+    import torch
+
+    torch.manual_seed(0)
+    export_onnx(DepthNet("tiny"), tmp_path / "t.onnx", (64, 96))
+    calibration = synthetic_calibration_images(2, (64, 96))
+    models = {sym: onnx.load(str(quantize_int8(tmp_path / "t.onnx", tmp_path / f"q{sym}.onnx", calibration,
+                                               symmetric_activations=sym))) for sym in (True, False)}
+
+    def zero_points(model):
+        init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        return [init[n.input[2]] for n in model.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+
+    symmetric = zero_points(models[True])
+    assert symmetric and all(z.dtype == np.int8 and not z.any() for z in symmetric)
+    assert any(z.dtype == np.uint8 for z in zero_points(models[False]))   # the CPU default: u8 with a zero point

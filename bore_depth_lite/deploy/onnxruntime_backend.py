@@ -183,7 +183,7 @@ class _ArrayReader:
 def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, calibration_images: np.ndarray,
                   op_types: Sequence[str] = ("Conv",), quantize_depthwise: bool = False,
                   exclude_nodes: Iterable[str] = (), method: str = "minmax", per_channel: bool = True,
-                  quant_format: str = "qdq", keep_sensitive: int = 0) -> Path:
+                  quant_format: str = "qdq", keep_sensitive: int = 0, symmetric_activations: bool = False) -> Path:
     """INT8 static quantisation (u8 activations, s8 per-channel weights), calibrated on images.
 
     Args:
@@ -201,6 +201,8 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, cal
         keep_sensitive: keep this many more Conv nodes in fp32, the ones that change the output
             most when quantised alone (:func:`int8_sensitivity` on the calibration images; costs
             one quantisation per Conv).
+        symmetric_activations: s8 activations with zero point 0 instead of u8 with a zero point,
+            and float biases: what TensorRT requires of a QDQ model (symmetric INT8 only).
     """
     images = _check_calibration(calibration_images)
     if keep_sensitive < 0:
@@ -208,7 +210,8 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, cal
     out = Path(out_path)
     with _prepared(onnx_path, out) as prep:
         excluded = list(exclude_nodes) + ([] if quantize_depthwise else depthwise_conv_nodes(prep))
-        options = dict(op_types=op_types, method=method, per_channel=per_channel, quant_format=quant_format)
+        options = dict(op_types=op_types, method=method, per_channel=per_channel, quant_format=quant_format,
+                       symmetric_activations=symmetric_activations)
         if keep_sensitive:
             ranking = _sensitivity(prep, images, excluded, options)
             excluded += list(ranking)[:keep_sensitive]
@@ -276,7 +279,7 @@ def _prepared(onnx_path: str | os.PathLike, out: Path):
 
 
 def _quantize(prep: Path, out: Path, images: np.ndarray, excluded: list[str], op_types: Sequence[str],
-              method: str, per_channel: bool, quant_format: str) -> None:
+              method: str, per_channel: bool, quant_format: str, symmetric_activations: bool = False) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -292,9 +295,11 @@ def _quantize(prep: Path, out: Path, images: np.ndarray, excluded: list[str], op
         input_name = onnx.load(str(prep)).graph.input[0].name
         quantize_static(str(prep), str(tmp), _ArrayReader(input_name, images), quant_format=formats[quant_format],
                         op_types_to_quantize=list(op_types), per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=excluded, calibrate_method=methods[method],
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                        activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=excluded, calibrate_method=methods[method],
+                        # TensorRT's form: biases stay float (it fuses them itself; no int32 DequantizeLinear)
+                        extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
+                                       "QuantizeBias": not symmetric_activations})
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
