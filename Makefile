@@ -85,7 +85,7 @@ teacher: env
 	$(call stage,train the semantic teacher,$(BIN)/python -m bore_depth_lite.train --teacher-only --out runs/teacher)
 
 ablation: env
-	$(call stage,ablation sweep,$(BIN)/python bench/ablation.py --config bench/ablation.yaml)
+	$(call stage,ablation sweep,$(BIN)/python -m bore_depth_lite.ablation --config bench/ablation.yaml)
 
 bench: env
 	@for b in bench/bench_*.py; do $(BIN)/python $$b; done

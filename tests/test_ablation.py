@@ -2,7 +2,6 @@
 (papermill executes the run template, the table gets its mean ± std columns)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -11,10 +10,9 @@ import nbformat
 import numpy as np
 import pytest
 
+from bore_depth_lite import ablation
+
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ablation", ROOT / "bench" / "ablation.py")
-ablation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ablation)
 
 
 def fake_run(variant, seed, abs_rel, delta1, acc, comp):

@@ -9,7 +9,7 @@ Every variant spends the same step budget ``stage1_steps + stage2_steps``:
   of the frozen teacher) from its weights: the paper's recipe;
 - ``joint``: the stage-2 objective from step 0 for the whole budget.
 
-Chapter 6, the ablation (``bench/ablation.py``) and the tests run these same functions.
+Chapter 6, the ablation (:mod:`bore_depth_lite.ablation`) and the tests run these same functions.
 """
 from __future__ import annotations
 

@@ -1,12 +1,15 @@
 """The paper's ablations on the synthetic world, one papermill run per (variant, seed).
 
-Usage: python bench/ablation.py --config bench/ablation.yaml [--out DIR] [--runs DIR] [--work DIR] [--no-resume] [--jobs N]
+Usage: python -m bore_depth_lite.ablation --config bench/ablation.yaml [--out DIR] [--runs DIR] [--work DIR]
+                                          [--no-resume] [--jobs N]
+(``make ablation``; folders in the YAML are relative to the current folder.)
 
 Steps:
 1. render the synthetic world once (``world`` in the YAML; the same world for every seed, so
    that variants are compared on the same test images and seeds vary only the training);
 2. train the frozen semantic teacher once (``teacher``), shared by every stage-2 run;
-3. execute ``bench/ablation_run.ipynb`` with papermill for every seed and variant (the
+3. execute the run template ``bore_depth_lite/assets/ablation_run.ipynb`` (it trains through
+   :func:`bore_depth_lite.training.run_two_stage`) with papermill for every seed and variant (the
    ``stage1`` run of a seed goes first: ``two_stage`` starts from its checkpoint after
    ``stage1_steps``), saving each executed notebook to ``<runs>/`` (``bench/results/ablation_runs``);
 4. tabulate mean ± std over seeds of AbsRel, δ1, ε_acc and ε_comp, and the paired
@@ -33,8 +36,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "bench" / "ablation_run.ipynb"
+from .fileio import atomic_write_text
+
+TEMPLATE = Path(__file__).resolve().parent / "assets" / "ablation_run.ipynb"
 VARIANTS = ("stage1", "plain", "two_stage", "joint")
 STAGE2_VARIANTS = ("two_stage", "joint")
 METRICS = ("abs_rel", "delta1", "dbe_acc", "dbe_comp")
@@ -97,16 +101,9 @@ def load_config(path: Path | None) -> dict[str, Any]:
     return config
 
 
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def prepare_world(config: dict[str, Any], work: Path) -> Path:
-    from bore_depth_lite.data.generate import SyntheticConfig
-    from bore_depth_lite.data.cache import ensure_synthetic
+    from .data.generate import SyntheticConfig
+    from .data.cache import ensure_synthetic
 
     w = config["world"]
     return ensure_synthetic(SyntheticConfig(preset=w["preset"], height=w["height"], width=w["width"], seed=w["seed"],
@@ -117,8 +114,8 @@ def prepare_world(config: dict[str, Any], work: Path) -> Path:
 
 def prepare_teacher(config: dict[str, Any], world: Path, work: Path) -> Path:
     """Train the teacher unless one with the same recipe exists in ``work``."""
-    from bore_depth_lite.distill import train_teacher
-    from bore_depth_lite.data import SemanticFrames
+    from .distill import train_teacher
+    from .data import SemanticFrames
 
     t = config["teacher"]
     recipe = {**t, "encoder": config["train"]["model"], "world": str(world)}
@@ -129,7 +126,7 @@ def prepare_teacher(config: dict[str, Any], world: Path, work: Path) -> Path:
     train_teacher(frames, path, num_classes=len(frames.class_names), class_names=frames.class_names,
                   encoder=config["train"]["model"], steps=t["steps"], batch_size=t["batch_size"], seed=t["seed"],
                   progress=False)
-    atomic_write(stamp, json.dumps(recipe))
+    atomic_write_text(stamp, json.dumps(recipe))
     return path
 
 
@@ -157,11 +154,11 @@ def execute_run(params: dict[str, Any], notebook: Path, resume: bool, cell_timeo
         return json.loads(metrics.read_text())
     notebook.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(TEMPLATE), str(notebook), parameters=params, kernel_name="python3",
-                               cwd=str(ROOT), progress_bar=False, log_output=False,
+                               cwd=os.getcwd(), progress_bar=False, log_output=False,
                                execution_timeout=cell_timeout_s)   # a stalled cell fails with its source, never hangs
     if not metrics.is_file():
         raise RuntimeError(f"{notebook}: the run finished but wrote no {metrics}")
-    atomic_write(stamp, json.dumps(params))
+    atomic_write_text(stamp, json.dumps(params))
     return json.loads(metrics.read_text())
 
 
@@ -253,7 +250,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def collect_samples(config: dict[str, Any], world: Path, work: Path, out: Path, runs: list[dict]) -> None:
     """The first seed's predictions on one test image, with the image and its true edges."""
-    from bore_depth_lite.data.datasets import TestDataset
+    from .data.datasets import TestDataset
 
     w = config["world"]
     test = TestDataset(world, image_size=(w["height"], w["width"]))
@@ -285,15 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs < 1:
             parser.error(f"--jobs {args.jobs}: expected a positive integer")
         config["jobs"] = args.jobs
-    out = (args.out or ROOT / config["out"]).resolve()
-    work = (args.work or ROOT / config["work"]).resolve()
-    runs_dir = (args.runs or ROOT / config["runs"]).resolve()
+    out = (args.out or Path(config["out"])).resolve()
+    work = (args.work or Path(config["work"])).resolve()
+    runs_dir = (args.runs or Path(config["runs"])).resolve()
     config["out"], config["work"] = str(args.out or config["out"]), str(args.work or config["work"])
     config["runs"] = str(args.runs or config["runs"])
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    from bore_depth_lite.models import DEPTHNET_CONFIGS
+    from .models import DEPTHNET_CONFIGS
 
     variants = list(config["variants"])
     not_run: dict[str, str] = {}
@@ -344,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": {"total": time.perf_counter() - start, "teacher": teacher_seconds,
                           "per_step": per_step}}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "ablation.json", json.dumps(result, indent=2))
-    atomic_write(out / "ablation.md", markdown(result))
+    atomic_write_text(out / "ablation.json", json.dumps(result, indent=2))
+    atomic_write_text(out / "ablation.md", markdown(result))
     collect_samples(config, world, work, out, runs)
     print(json.dumps({"summary": summary, "not_run": not_run, "seconds": result["seconds"]}, indent=2))
     return 0
