@@ -206,8 +206,9 @@ def _ensure(name: str, map_location: str | torch.device = "cpu") -> tuple[Path, 
             raise ReleasedWeightsError(f"could not download {url} ({_one_line(err)}); download it by hand and put "
                                        f"it at {path}") from err
         pinned = _entry(name)["sha256"]
-        if pinned and sha256_of(tmp) != pinned:
-            raise ReleasedWeightsError(f"{url}: sha256 of the download is {sha256_of(tmp)}, not the pinned {pinned}; "
+        digest = sha256_of(tmp) if pinned else None
+        if pinned and digest != pinned:
+            raise ReleasedWeightsError(f"{url}: sha256 of the download is {digest}, not the pinned {pinned}; "
                                        f"not kept (a file checked by hand can be put at {path})")
         try:
             net = load_released_depthnet(tmp, map_location)

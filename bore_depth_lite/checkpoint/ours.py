@@ -58,12 +58,13 @@ def save_checkpoint(path: str | Path, depth_net: DepthNet | None = None, pose_ne
     return atomic_save(checkpoint_dict(depth_net, pose_net, extra, training), path)
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """A whole checkpoint of ours (networks, extra, training state); CheckpointError otherwise."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", hint: str = "") -> dict:
+    """A whole checkpoint of ours (networks, extra, training state); CheckpointError otherwise.
+    ``hint`` is appended to the error for a file of another format (what the caller expected)."""
     ckpt = safe_load(path, map_location)
     if ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a bore_depth_lite checkpoint (format {ckpt.get('format')!r}, "
-                              f"expected {FORMAT!r})")
+                              f"expected {FORMAT!r}){'; ' + hint if hint else ''}")
     if ckpt.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt['version']} is newer than this package ({VERSION})")
     return ckpt

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import resolve_device, seed_everything
-from ..checkpoint import CheckpointError, check_finite_state, checkpoint_dict, read_checkpoint, save_checkpoint
+from ..checkpoint import check_finite_state, checkpoint_dict, read_checkpoint, save_checkpoint
 from ..checkpoint import shorten_list
 from ..distributed import DistributedContext, init_distributed
 from ..fileio import atomic_write_text, remove_stale_temporaries
@@ -168,12 +168,7 @@ class Trainer:
 
     @staticmethod
     def _read(path) -> dict[str, Any]:
-        try:
-            return read_checkpoint(path)
-        except CheckpointError as err:
-            if str(err).startswith(f"{path}: not a bore_depth_lite checkpoint"):
-                raise CheckpointError(f"{err}; stage 2 starts from a stage-1 run's checkpoint.pt") from None
-            raise
+        return read_checkpoint(path, hint="stage 2 starts from a stage-1 run's checkpoint.pt")
 
     def _check_networks(self, path, state: dict) -> None:
         """Both networks' tensors match ours (names, shapes) and are finite: one short error
