@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         if f.name == "out_dir":
             continue
         kind = type(f.default) if f.default is not None else str
-        if f.name == "semantic_levels":
+        if isinstance(f.default, tuple):
             parser.add_argument(_flag(f.name), type=int, nargs="+", default=None)
         elif kind is bool:
             parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)

@@ -53,11 +53,24 @@ def test_batches_are_a_function_of_seed_and_step():
     assert a.global_batch(0) != StepBatchSampler(100, 4, seed=4, start_step=0, steps=1).global_batch(0)
 
 
+def test_learning_rate_steps_down_at_its_milestones():
+    config = TrainConfig(lr=1e-3, lr_milestones=(10, 20), lr_gamma=0.5)
+    assert [config.lr_at(s) for s in (0, 9, 10, 19, 20, 99)] == [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4]
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    for bad in (dict(lr_milestones=(5, 5)), dict(lr_milestones=(0,)), dict(lr_gamma=0.0), dict(lr_gamma=2.0)):
+        with pytest.raises(ValueError, match="--lr-"):
+            TrainConfig(out_dir="/tmp/unused", **bad).check()
+    from bore_depth_lite.train import parse_config
+    parsed, _ = parse_config(["--lr-milestones", "100", "200", "--lr-gamma", "0.2", "--out", "/tmp/unused-lr"])
+    assert parsed.lr_milestones == (100, 200) and parsed.lr_gamma == 0.2
+
+
 def test_interrupted_run_resumes_to_identical_weights(data_root, tmp_path):
-    straight = run(tiny_config(data_root, tmp_path / "straight"))
-    first = run(tiny_config(data_root, tmp_path / "killed", steps=2))          # "killed" after step 2
+    # The learning rate drops between the interruption and the end: the schedule must resume too.
+    straight = run(tiny_config(data_root, tmp_path / "straight", lr_milestones=(3,)))
+    first = run(tiny_config(data_root, tmp_path / "killed", steps=2, lr_milestones=(3,)))  # "killed" after step 2
     assert (tmp_path / "killed" / "checkpoint.pt").exists() and first.step == 2
-    resumed = run(tiny_config(data_root, tmp_path / "killed"), resume=True)  # started again, continues
+    resumed = run(tiny_config(data_root, tmp_path / "killed", lr_milestones=(3,)), resume=True)  # started again, continues
     assert resumed.step == straight.step == 4
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys()

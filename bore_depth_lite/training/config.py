@@ -34,6 +34,8 @@ class TrainConfig:
     batch_size: int = 4                 # global batch (split over processes under torchrun)
     grad_chunks: int = 1                # split the batch into chunks whose gradients add up
     lr: float = 2e-4
+    lr_milestones: tuple[int, ...] = ()  # steps at which the learning rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1
     seed: int = 0
     device: str = "auto"
     out_dir: str = "runs/stage1"
@@ -68,7 +70,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["semantic_levels"] = list(self.semantic_levels)
+        for name in _TUPLE_FIELDS:
+            d[name] = list(getattr(self, name))
         return d
 
     @classmethod
@@ -78,9 +81,15 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
         d = dict(d)
-        if "semantic_levels" in d:
-            d["semantic_levels"] = tuple(d["semantic_levels"])
+        for name in _TUPLE_FIELDS:
+            if name in d and isinstance(d[name], list):
+                d[name] = tuple(d[name])
         return cls(**d)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate for the optimiser step that follows ``step`` completed steps: a pure
+        function of the step, so a resumed run needs no scheduler state (monodepth2's step decay)."""
+        return self.lr * self.lr_gamma ** sum(step >= m for m in self.lr_milestones)
 
     def check(self) -> None:
         """Every value, before any data is built: ValueError naming the option (its flag),
@@ -95,6 +104,10 @@ class TrainConfig:
                 raise ValueError(f"{flag(name)}: expected an integer >= {low}, found {value}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr: expected a finite number > 0, found {self.lr}")
+        if not (math.isfinite(self.lr_gamma) and 0 < self.lr_gamma <= 1):
+            raise ValueError(f"--lr-gamma: expected a number in (0, 1], found {self.lr_gamma}")
+        if any(m < 1 for m in self.lr_milestones) or list(self.lr_milestones) != sorted(set(self.lr_milestones)):
+            raise ValueError(f"--lr-milestones: expected increasing steps >= 1, found {list(self.lr_milestones)}")
         for name in ("photo_weight", "geometry_weight", "smooth_weight", "semantic_weight"):
             value = getattr(self, name, None)
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -157,6 +170,8 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"{flag}: expected {expected}, found {value!r} ({type(value).__name__})")
 
+
+_TUPLE_FIELDS = ("semantic_levels", "lr_milestones")
 
 #: Named starting points; the paper preset is one parameter away from the CPU default.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -217,6 +217,8 @@ class Trainer:
         c = self.config
         depth_net, pose_net = self._models()
         self.optimizer.zero_grad(set_to_none=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.lr_at(self.step)
         totals: dict[str, float] = {}
         chunks = c.grad_chunks
         for part in range(chunks):
