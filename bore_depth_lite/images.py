@@ -26,7 +26,14 @@ MAX_IMAGE_PIXELS = 100_000_000
 
 
 class ImageLoadError(ValueError):
-    """An image file that cannot be read as an RGB picture (message names the file)."""
+    """An image file that cannot be read as an RGB picture (message names the file).
+
+    ``reason`` is the message without the file's name, for callers that name the file their own
+    way (the data-set layout says which kind of map it expected)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason if reason is not None else message
 
 
 def _to_rgb_float(img: Image.Image, path: Path) -> np.ndarray:
@@ -79,7 +86,8 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageLoadError(f"{path}: its header claims more than 179 megapixels (Pillow's decompression-bomb "
                              f"limit); this package decodes at most {MAX_IMAGE_PIXELS / 1e6:.0f} MP") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as err:
-        raise ImageLoadError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from None
+        why = f"({type(err).__name__}: {err})"
+        raise ImageLoadError(f"{path}: cannot be read as an image {why}", reason=why) from None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -98,7 +106,8 @@ def decode(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
             im.load()
             return np.array(im.convert(mode) if mode else im)
     except Exception as err:  # Pillow raises several types for truncated/corrupt data
-        raise ImageLoadError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from None
+        why = f"({type(err).__name__}: {err})"
+        raise ImageLoadError(f"{path}: cannot be read as an image {why}", reason=why) from None
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -109,4 +118,5 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             with Image.open(path) as img:
                 return img.size
     except Exception as err:
-        raise ImageLoadError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from None
+        why = f"({type(err).__name__}: {err})"
+        raise ImageLoadError(f"{path}: cannot be read as an image {why}", reason=why) from None

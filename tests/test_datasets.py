@@ -200,6 +200,19 @@ def test_bad_test_layouts(dataset_root, tmp_path):
         TestDataset(root, pair_by="order")[0]
 
 
+def test_a_corrupt_label_map_is_named_with_what_was_expected_and_why(tmp_path):
+    from bore_depth_lite.data.layout import read_label_png
+
+    bad = tmp_path / "000000.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)       # a PNG signature, then nothing decodable
+    with pytest.raises(LayoutError) as info:
+        read_label_png(bad)
+    message = str(info.value)
+    assert message.startswith(f"{bad}: could not decode as a PNG label map (UnidentifiedImageError")
+    with pytest.raises(LayoutError, match="label file not found"):
+        read_label_png(tmp_path / "missing.png")
+
+
 # ----------------------------------------------------------------------------- downloads
 class _FakeServer:
     """Serves bytes like an HTTP server that honours Range, failing once mid-way."""

@@ -56,8 +56,7 @@ def _decode_png_or_jpeg(path: Path, what: str, as_what: str, mode: str | None = 
     try:
         return decode(path, mode)
     except ImageLoadError as err:
-        reason = str(err).split("cannot be read as an image ", 1)[-1]
-        raise LayoutError(f"{path}: could not decode as {as_what} {reason}") from None
+        raise LayoutError(f"{path}: could not decode as {as_what} {err.reason}") from None
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
