@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 from bore_depth_lite.pretrained import load_pretrained, pretrained_info, pretrained_path
 
@@ -34,3 +35,24 @@ def test_recorded_metrics_are_reproduced_and_beat_the_baselines():
     for baseline in (constant, untrained):
         assert trained["abs_rel"] < 0.9 * baseline["abs_rel"]
         assert trained["delta1"] > baseline["delta1"] + 0.02
+    # boundaries: the shipped network's edges find true boundaries (scale-invariant F1), noise does not
+    assert trained["boundary_f1"] > untrained["boundary_f1"] + 0.05
+
+
+def test_metrics_hold_on_a_split_from_a_seed_nothing_else_used():
+    info = pretrained_info()
+    script = _make_pretrained()
+    assert info["fresh_split"]["seed"] not in (info["test_split"]["seed"], info["recipe"]["seed"])
+    measured = script.score(load_pretrained(), script.test_split(script.SyntheticConfig(**info["fresh_split"])))
+    for key, recorded in info["fresh"]["trained"].items():
+        assert measured[key] == pytest.approx(recorded, rel=1e-4, abs=1e-6), key
+    trained, untrained = info["fresh"]["trained"], info["fresh"]["untrained"]
+    assert trained["abs_rel"] < 0.9 * untrained["abs_rel"] and trained["boundary_f1"] > untrained["boundary_f1"] + 0.05
+
+
+def test_the_shipped_posenet_loads_for_trajectories():
+    from bore_depth_lite.checkpoint import load_posenet
+
+    pose_net = load_posenet(pretrained_path())
+    assert all(p.dtype == torch.float32 for p in pose_net.parameters())   # stored fp16, run in fp32
+    assert pose_net.arch == pretrained_info()["recipe"]["pose_arch"]
