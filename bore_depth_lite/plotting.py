@@ -6,12 +6,15 @@ script's backend; in a notebook, ``display(fig)`` shows one.
 """
 from __future__ import annotations
 
+import functools
+import io
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["NO_DEPTH_RGB", "inverse_depth_range", "colorize_depth", "Panel", "panel_figure"]
+__all__ = ["NO_DEPTH_RGB", "inverse_depth_range", "colorize_depth", "edge_overlay", "crop_around", "Panel",
+           "panel_figure"]
 
 #: Colour of pixels without depth (sky, invalid): neutral grey, not the colour of "far" or "near".
 NO_DEPTH_RGB = (128, 128, 128)
@@ -51,6 +54,32 @@ def colorize_depth(depth: np.ndarray, cmap: str = "magma", valid: np.ndarray | N
     return rgb
 
 
+def edge_overlay(true_edges: np.ndarray, found_edges: np.ndarray) -> np.ndarray:
+    """Two (H, W) edge masks → float RGB (H, W, 3): true edges red, found edges green, both yellow."""
+    true_edges, found_edges = np.asarray(true_edges, dtype=bool), np.asarray(found_edges, dtype=bool)
+    if true_edges.shape != found_edges.shape or true_edges.ndim != 2:
+        raise ValueError(f"edge masks: expected two (H, W) maps of one shape, found {true_edges.shape} "
+                         f"and {found_edges.shape}")
+    overlay = np.zeros((*true_edges.shape, 3))
+    overlay[true_edges, 0] = 1.0
+    overlay[found_edges, 1] = 1.0
+    return overlay
+
+
+def crop_around(mask: np.ndarray, fraction: float = 0.5) -> tuple[slice, slice]:
+    """A window of ``fraction`` of each side of an (H, W) mask, centred on the median of its
+    pixels and kept inside the image (the whole image's centre when the mask is empty): index
+    an image with it to zoom into where the edges are."""
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    rows, cols = np.nonzero(mask)
+    centre_r, centre_c = (np.median(rows), np.median(cols)) if rows.size else (h / 2, w / 2)
+    r0 = int(np.clip(centre_r - ch // 2, 0, h - ch))
+    c0 = int(np.clip(centre_c - cw // 2, 0, w - cw))
+    return slice(r0, r0 + ch), slice(c0, c0 + cw)
+
+
 @dataclass
 class Panel:
     """One image of a figure: an RGB (H, W, 3) array or a map (H, W) drawn with ``cmap``."""
@@ -62,14 +91,29 @@ class Panel:
     kwargs: dict | None = None
 
 
+@functools.cache
+def _figure_class() -> type:
+    from matplotlib.figure import Figure as _Figure
+
+    class Figure(_Figure):
+        """A Figure that shows itself as PNG in a notebook (``display(fig)``) even before any
+        pyplot figure has loaded the inline backend, which is what registers matplotlib's own
+        notebook formatter. Named like its parent so that its text form is a Figure's."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", bbox_inches="tight")
+            return buffer.getvalue()
+
+    return Figure
+
+
 def panel_figure(rows: Sequence[Sequence[Panel]] | Sequence[Panel], panel_size: tuple[float, float] = (2.5, 2.0),
                  suptitle: str | None = None, fontsize: int = 8):
     """A grid of :class:`Panel` (a list is one row), axes off, titles above; returns the Figure."""
-    from matplotlib.figure import Figure
-
     grid = [list(rows)] if rows and isinstance(rows[0], Panel) else [list(r) for r in rows]
     ncols = max(len(r) for r in grid)
-    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * len(grid)), layout="constrained")
+    fig = _figure_class()(figsize=(panel_size[0] * ncols, panel_size[1] * len(grid)), layout="constrained")
     axes = fig.subplots(len(grid), ncols, squeeze=False)
     for r, row in enumerate(grid):
         for c in range(ncols):
