@@ -2,6 +2,8 @@
 
 Usage: python bench/deploy.py [--config paper] [--sizes 256x320 256x832] [--rounds 15] [--threads 2]
                               [--out bore_depth_lite/assets/results/deploy_cpu.json]
+       python bench/deploy.py --openvino [options of bench/deploy_openvino.py]   (OpenVINO fp32/bf16/int8
+              beside torch and ORT on 2 and 1 threads, accuracy, ORT per-op profile)
 
 Batch 1, random weights (latency does not depend on them). Every backend runs once per
 round, in turn, so all of them see the same machine load; latency is wall-clock per call.
@@ -40,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from bore_depth_lite.fileio import atomic_write_text
 
 
 def _cpu_info() -> dict:
@@ -143,6 +147,11 @@ def _summary(times: dict[str, list[float]], baseline: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--openvino" in argv:   # its own comparison, with its own options and output file
+        from deploy_openvino import main as openvino_main
+
+        return openvino_main([a for a in argv if a != "--openvino"])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="paper", help="DepthNet config (paper/small/tiny)")
     p.add_argument("--sizes", nargs="+", default=["256x320", "256x832"], help="HxW input sizes")
@@ -242,9 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(result, indent=2)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(args.out.name + ".tmp")
-    tmp_out.write_text(text + "\n")
-    tmp_out.replace(args.out)
+    atomic_write_text(args.out, text + "\n")
     return result
 
 

@@ -33,6 +33,34 @@ def test_deploy_benchmark_writes_latency_floor_and_targets(tmp_path):
     assert targets["ort_fp32_2x_eager"]["value"] == entry["latency"]["ort_fp32"]["speedup_vs_torch_eager"]
 
 
+@pytest.mark.slow
+def test_deploy_benchmark_openvino_mode_writes_both_thread_counts_accuracy_and_profile(tmp_path):
+    pytest.importorskip("openvino", reason="openvino comes with the openvino extra")
+    pytest.importorskip("nncf", reason="nncf comes with the openvino extra")
+    out = tmp_path / "ov.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "deploy.py"), "--openvino", "--config", "tiny",
+                          "--size", "64x96", "--rounds", "2", "--warmup", "1", "--calibration-frames", "2",
+                          "--accuracy-frames", "2", "--profile-runs", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert json.loads(run.stdout) == result
+    expected = {"torch_eager", "ort_fp32", "ort_int8", "ov_fp32", "ov_int8", "ov_int8_conv"}
+    assert result["ov_bf16"] == "available" or result["ov_bf16"].startswith("skipped: this CPU lacks bf16")
+    if result["ov_bf16"] == "available":
+        expected.add("ov_bf16")
+    for threads in ("2_threads", "1_thread"):
+        rows = result["latency"][threads]
+        assert set(rows) == expected and rows["ort_fp32"]["ratio_vs_ort_fp32"] == 1.0
+        assert all(r["median_ms"] > 0 and r["runs"] == 2 for r in rows.values())
+    assert result["parity_vs_torch_random_input"]["ov_fp32"]["max_rel"] < 1e-4
+    for net_rows in result["accuracy_vs_torch_fp32"].values():
+        assert set(net_rows) == expected and net_rows["ov_fp32"]["depth_change_median"] < 1e-4
+    shares = [o["share"] for o in result["ort_fp32_profile_1_thread"]["op_types"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0001
+    assert result["compute_floor"]["floor_1_thread_ms"] > 0 and result["machine"]["short_name"]
+
+
 def test_gpu_benchmark_skips_with_its_reason_without_cuda():
     import torch
 

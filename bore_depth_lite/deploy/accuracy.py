@@ -31,7 +31,8 @@ def precision_table(backends: Mapping[str, DepthModel], frames: RenderedTestSet,
 
     Returns ``{name: {"abs_rel", "delta1", "dbe_acc", "abs_rel_change" (relative, e.g.
     0.01 = +1 %), "delta1_change" (absolute), "dbe_acc_change" (absolute, pixels),
-    "depth_change" (mean |Δdepth| / depth against the reference's depth maps)}}``.
+    "depth_change" (mean |Δdepth| / depth against the reference's depth maps),
+    "depth_change_median" (its median over pixels: robust to a few far-off pixels)}}``.
     """
     if not backends:
         raise ValueError("backends is empty")
@@ -48,7 +49,9 @@ def precision_table(backends: Mapping[str, DepthModel], frames: RenderedTestSet,
         row["abs_rel_change"] = row["abs_rel"] / ref_row["abs_rel"] - 1.0
         row["delta1_change"] = row["delta1"] - ref_row["delta1"]
         row["dbe_acc_change"] = row["dbe_acc"] - ref_row["dbe_acc"]
-        row["depth_change"] = float(np.mean(np.abs(preds[name] - ref_pred) / ref_pred))
+        change = np.abs(preds[name] - ref_pred) / ref_pred
+        row["depth_change"] = float(np.mean(change))
+        row["depth_change_median"] = float(np.median(change))
     return rows
 
 

@@ -18,22 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models import pad_to_multiple
+from .graph_input import check_input as _check_input, run_padded
 
 __all__ = ["BACKENDS", "TorchBackend", "OnnxRuntimeBackend", "make_backend"]
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-
-
-def _check_input(image: Tensor) -> Tensor:
-    if not isinstance(image, Tensor) or image.ndim != 4 or image.shape[1] != 3:
-        shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
-        raise ValueError(f"expected a normalised image batch (B, 3, H, W), got {shape}")
-    if not image.is_floating_point():
-        # uint8 0-255 or integer pixels are not ImageNet-normalised inputs: casting them would
-        # run the network on garbage without a word.
-        raise ValueError(f"expected a float ImageNet-normalised batch (see preprocess()), got dtype {image.dtype}")
-    return image.float()
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 class TorchBackend:
@@ -75,19 +64,7 @@ class OnnxRuntimeBackend:
         self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
     def __call__(self, image: Tensor) -> Tensor:
-        x = _check_input(image)
-        h, w = x.shape[-2:]
-        if self.static_hw is None or (h, w) != self.static_hw:   # a static graph of its exact size runs unpadded
-            x, (h, w) = pad_to_multiple(x, 32)
-            if self.static_hw is not None and tuple(x.shape[-2:]) != self.static_hw:
-                sh, sw = self.static_hw
-                accepted = f"{sh}×{sw}" if sh % 32 or sw % 32 else f"{sh - 31}..{sh}×{sw - 31}..{sw}"
-                raise ValueError(f"{self.path.name} was exported for {sh}×{sw} inputs (accepts {accepted}), got {h}×{w} "
-                                 f"(padded to {x.shape[-2]}×{x.shape[-1]}); export with dynamic=True or at this size")
-        if self.static_batch is not None and x.shape[0] != self.static_batch:
-            outs = [self._run(x[i:i + 1]) for i in range(x.shape[0])]
-            return torch.cat(outs)[..., :h, :w]
-        return self._run(x)[..., :h, :w]
+        return run_padded(_check_input(image), self._run, self.static_hw, self.static_batch, self.path.name)
 
     def _run(self, x: Tensor) -> Tensor:
         out = self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
@@ -101,24 +78,31 @@ def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, i
     """Build a backend: ``callable(normalised (B, 3, H, W)) -> depth (B, 1, H, W)`` on the CPU.
 
     Args:
-        name: ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
-        model: a DepthNet, or (onnxruntime/tensorrt) a path to an exported ``.onnx``
+        name: ``"torch"``, ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"``.
+        model: a DepthNet, or (onnxruntime/openvino/tensorrt) a path to an exported ``.onnx``
             (or, for tensorrt, a built ``.engine``/``.plan``).
         size: (H, W) to export a DepthNet at (static shapes, fastest); ``None`` = dynamic
             shapes (any multiple of 32; others are padded).
-        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (int8: onnxruntime/tensorrt).
-        device: ``"cpu"`` or ``"cuda"`` (onnxruntime's CUDA provider; tensorrt is always GPU).
-        threads: CPU threads (torch and onnxruntime).
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (int8: onnxruntime/openvino/tensorrt;
+            bf16: openvino on CPUs with avx512_bf16/amx_bf16; fp16: not openvino).
+        device: ``"cpu"`` or ``"cuda"`` (onnxruntime's CUDA provider; tensorrt is always GPU; openvino CPU only).
+        threads: CPU threads (torch, onnxruntime, openvino; openvino: ``None`` = torch's count).
         workdir: where exported/quantised files go (default: a temporary folder kept for
             the backend's lifetime).
-        calibration_images: (N, 3, H, W) for int8; default: 8 rendered synthetic frames.
+        calibration_images: (N, 3, H, W) for int8; default: 8 rendered synthetic frames (the same for
+            onnxruntime and openvino).
         int8_keep_fp32: onnxruntime int8: keep this many of the most error-prone convs in fp32
             (``quantize_int8(keep_sensitive=...)``: one extra quantisation per conv to rank them).
     """
     if name not in BACKENDS:
         raise ValueError(f"backend {name!r}: expected one of {BACKENDS}")
-    if precision not in ("fp32", "fp16", "int8"):
-        raise ValueError(f"precision {precision!r}: expected 'fp32', 'fp16' or 'int8'")
+    if precision not in ("fp32", "fp16", "bf16", "int8"):
+        raise ValueError(f"precision {precision!r}: expected 'fp32', 'fp16', 'bf16' or 'int8'")
+    if precision == "bf16" and name != "openvino":
+        raise ValueError(f"precision 'bf16' is offered by backend 'openvino' only, not {name!r}")
+    if name == "openvino" and (precision == "fp16" or device != "cpu"):
+        raise ValueError(f"backend 'openvino': precision={precision!r}, device={device!r}; expected precision "
+                         "'fp32', 'bf16' or 'int8' on device 'cpu'")
     if int8_keep_fp32 and (precision != "int8" or name != "onnxruntime"):
         raise ValueError(f"int8_keep_fp32={int8_keep_fp32} applies to backend 'onnxruntime' with precision 'int8' only")
     if name == "torch":
@@ -128,6 +112,13 @@ def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, i
             torch.set_num_threads(int(threads))
         return TorchBackend(model, device, precision)
 
+    if name == "openvino":   # fail before the export when the package or the CPU's bf16 is missing
+        from .openvino_backend import openvino_bf16_status, require_openvino
+
+        require_openvino()
+        bf16_ok, reason = openvino_bf16_status() if precision == "bf16" else (True, "")
+        if not bf16_ok:
+            raise ValueError(f"backend 'openvino' precision 'bf16': {reason}")
     keep = None
     if workdir is None:
         keep = tempfile.TemporaryDirectory(prefix="bore_deploy_")
@@ -145,7 +136,12 @@ def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, i
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{onnx_path}: no such model file")
 
-    if name == "tensorrt":
+    if name == "openvino":
+        from .openvino_backend import OpenVinoBackend
+
+        # int8 default calibration: ORT's 8 rendered frames at the model's size (256×320 if dynamic)
+        backend = OpenVinoBackend(onnx_path, precision, threads, calibration_images)
+    elif name == "tensorrt":
         from .tensorrt_backend import TensorRTBackend, build_engine
 
         if onnx_path.suffix in (".engine", ".plan"):
