@@ -43,7 +43,7 @@ from .pretrained import parse_released, released
 from .models import DEPTHNET_CONFIGS, DepthNet
 from .images import IMAGE_EXTENSIONS, ImageLoadError, image_size, load_image
 from .plotting import colorize_depth
-from .pointcloud import depth_to_points, intrinsics_for, intrinsics_matrix, write_ply
+from .pointcloud import colours_at, depth_to_points, intrinsics_for, intrinsics_matrix, write_ply
 from .preprocess import PRESETS, preprocess
 from .video import VIDEO_EXTENSIONS, iter_frames, pose_function, process_video
 
@@ -185,9 +185,8 @@ def _write_outputs(out: Path, name: str, depth: np.ndarray, cmap: str, rgb: np.n
     atomic_write(out / f"{name}.png", lambda f: Image.fromarray(colorize_depth(depth, cmap)).save(f, format="PNG"))
     if intrinsics is not None:
         h, w = depth.shape
-        colours = np.asarray(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR))
         K = intrinsics_for(intrinsics, (h, w), image_size=rgb.shape[:2])
-        write_ply(out / f"{name}.ply", *depth_to_points(depth, K, colours))
+        write_ply(out / f"{name}.ply", *depth_to_points(depth, K, colours_at(rgb, (h, w))))
 
 
 def _build_parser() -> argparse.ArgumentParser:

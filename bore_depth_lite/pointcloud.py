@@ -17,7 +17,7 @@ import numpy as np
 
 from .fileio import atomic_write
 
-__all__ = ["INTRINSICS", "intrinsics_matrix", "intrinsics_for", "depth_to_points", "write_ply", "read_ply"]
+__all__ = ["INTRINSICS", "intrinsics_matrix", "intrinsics_for", "depth_to_points", "colours_at", "write_ply", "read_ply"]
 
 #: preset -> ((fx, fy, cx, cy) in pixels, (height, width) of the image they belong to).
 #: KITTI: camera 02 of 2011_09_26 at 375×1242 (the released 832×256 values are these rescaled);
@@ -87,6 +87,15 @@ def depth_to_points(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = N
             raise ValueError(f"rgb: expected shape {(*depth.shape, 3)} (the depth map's size), found {rgb.shape}")
         colours = np.clip(np.rint(rgb[rows, cols].astype(np.float64)), 0, 255).astype(np.uint8)
     return points, colours
+
+
+def colours_at(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An RGB image (any size, 0-255) resized bilinearly to ``size`` (H, W) as uint8 (H, W, 3): the
+    colours of a depth map predicted at another size than the photo's, for :func:`depth_to_points`."""
+    from PIL import Image
+
+    h, w = size
+    return np.asarray(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR))
 
 
 def write_ply(path: str | os.PathLike, points: np.ndarray, colours: np.ndarray | None = None) -> Path:

@@ -36,7 +36,7 @@ from .fileio import atomic_write, atomic_write_text
 from .geometry import pose_vec_to_mat
 from .images import ImageLoadError
 from .plotting import colorize_depth, inverse_depth_range
-from .pointcloud import depth_to_points, write_ply
+from .pointcloud import colours_at, depth_to_points, write_ply
 from .preprocess import preprocess
 from .trajectory import chain_relative_poses
 
@@ -330,7 +330,7 @@ def process_video(path: str | Path, out_dir: str | Path, depth_fn: Callable[[np.
             stamps.append(frame.time)
             if K_fn is not None and (ply or (pose_fn is not None and fuse_every and n % fuse_every == 0)):
                 h, w = depth.shape
-                colours = np.asarray(Image.fromarray(frame.rgb).resize((w, h), Image.BILINEAR))
+                colours = colours_at(frame.rgb, (h, w))
                 K = K_fn((h, w), frame.source_size)
                 if ply:
                     write_ply(out_dir / "clouds" / f"{stem}.ply", *depth_to_points(depth, K, colours))

@@ -79,21 +79,21 @@ def openvino_bf16_status() -> tuple[bool, str]:
                    "bf16 needs the avx512_bf16 or amx_bf16 CPU flag")
 
 
-def _calibration_dataset(images: np.ndarray):
+def _calibration_dataset(images: np.ndarray, nncf: ModuleType):
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
         raise ValueError(f"calibration_images must be (N, 3, H, W) with N ≥ 1, got {images.shape}")
-    nncf = _require_nncf()
     return nncf.Dataset([images[i:i + 1] for i in range(len(images))]), len(images)
 
 
-def quantize_int8_openvino(model_path: str | os.PathLike, calibration_images: np.ndarray,
+def quantize_int8_openvino(model_path: str | os.PathLike | openvino.Model, calibration_images: np.ndarray,
                            out_path: str | os.PathLike | None = None,
                            ignored_types: tuple[str, ...] = ()) -> openvino.Model:
     """NNCF post-training INT8 of an ONNX (or OpenVINO IR) model; returns the ``openvino.Model``.
 
     Args:
-        model_path: the fp32 ``.onnx`` export (static shapes recommended) or an IR ``.xml``.
+        model_path: the fp32 ``.onnx`` export (static shapes recommended) or an IR ``.xml``, or
+            the ``openvino.Model`` already read from one.
         calibration_images: (N, 3, H, W) float32 network inputs, calibrated one frame at a time.
         out_path: also save the quantised IR here (``.xml`` + ``.bin``) to skip quantising next time.
         ignored_types: OpenVINO operation types to keep in fp32 (e.g. ``("MatMul",)``: only the
@@ -102,10 +102,10 @@ def quantize_int8_openvino(model_path: str | os.PathLike, calibration_images: np
     import logging
 
     ov = require_openvino()
-    dataset, count = _calibration_dataset(calibration_images)
     nncf = _require_nncf()
+    dataset, count = _calibration_dataset(calibration_images, nncf)
     nncf.set_log_level(logging.ERROR)   # its INFO lines per algorithm step would flood notebooks and logs
-    model = ov.Core().read_model(str(model_path))
+    model = model_path if isinstance(model_path, ov.Model) else ov.Core().read_model(str(model_path))
     scope = nncf.IgnoredScope(types=list(ignored_types)) if ignored_types else None
     # NNCF draws its progress bars on stdout: send them to stderr so stdout stays the caller's (JSON, tables)
     with contextlib.redirect_stdout(sys.stderr):
@@ -161,7 +161,7 @@ class OpenVinoBackend:
                 from .onnxruntime_backend import synthetic_calibration_images
 
                 calibration_images = synthetic_calibration_images(8, self.static_hw or (256, 320))
-            ov_model = quantize_int8_openvino(self.path, calibration_images, ignored_types=int8_ignored_types)
+            ov_model = quantize_int8_openvino(ov_model, calibration_images, ignored_types=int8_ignored_types)
         self.precision = precision
         self.threads = int(threads) if threads is not None else torch.get_num_threads()
         self.config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "INFERENCE_NUM_THREADS": self.threads,
