@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from bore_depth_lite.fileio import atomic_write_text
+from bore_depth_lite.video import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,22 +44,6 @@ from deploy import _cpu_info as _machine  # noqa: E402  (bench/ is not a package
 
 def _cpu_info() -> dict:
     return {**_machine(), "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
-
-
-def encode(path: Path, frames, fps: int = 10) -> Path:
-    """Frames (N, H, W, 3) uint8 (any iterable) → H.264 ``path`` (MPEG-4 Part 2 without libx264)."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        stream = container.add_stream(codec, rate=fps)
-        stream.pix_fmt = "yuv420p"
-        for i, rgb in enumerate(frames):
-            if i == 0:
-                stream.height, stream.width = rgb.shape[:2]
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 def rolled(frames: np.ndarray, n: int):
@@ -91,13 +76,13 @@ def speed(tmp: Path) -> dict:
 
     out = {}
     small = render_sequence("driving", 8, 96, 160, seed=10_001)
-    clip = encode(tmp / "small.mp4", rolled(small.rgb, 48))
+    clip = write_video(tmp / "small.mp4", rolled(small.rgb, 48), quality=23)
     tiny = load_pretrained().eval()
     torch.manual_seed(0)
     out["tiny_96x160_depth_only"], _ = _run(clip, tiny, None, None, small.K, tmp / "a")
     out["tiny_96x160_with_small_posenet"], _ = _run(clip, tiny, PoseNet("small").eval(), None, small.K, tmp / "b")
     big = render_sequence("driving", 4, 256, 320, seed=10_002)
-    clip = encode(tmp / "big.mp4", rolled(big.rgb, 12))
+    clip = write_video(tmp / "big.mp4", rolled(big.rgb, 12), quality=23)
     paper = DepthNet("paper").eval()
     out["paper_256x320_depth_only"], _ = _run(clip, paper, None, None, big.K, tmp / "c")
     out["paper_256x320_with_resnet18_posenet"], _ = _run(clip, paper, PoseNet("resnet18").eval(), None, big.K, tmp / "d")
@@ -141,7 +126,7 @@ def memory(tmp: Path, long: int, threads: int) -> dict:
     seq = render_sequence("driving", 6, 256, 320, seed=10_003)
     out = {}
     for n in (long // 4, long):
-        clip = encode(tmp / f"long{n}.mp4", rolled(seq.rgb, n))
+        clip = write_video(tmp / f"long{n}.mp4", rolled(seq.rgb, n), quality=23)
         result = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(clip), str(tmp / f"m{n}"), str(threads)],
                                 capture_output=True, text=True, cwd=ROOT, check=True)
         out[f"{n}_frames"] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -156,11 +141,10 @@ def ate(tmp: Path, pose_checkpoint: str | None) -> dict:
     from bore_depth_lite.data.synthetic import render_sequence
     from bore_depth_lite.models import PoseNet
     from bore_depth_lite.pretrained import load_pretrained, pretrained_path
-    from bore_depth_lite.trajectory import ate_rmse
-    from bore_depth_lite.video import read_tum
+    from bore_depth_lite.trajectory import ate_rmse, read_tum
 
     seq = render_sequence("driving", 24, 96, 160, seed=10_004)
-    clip = encode(tmp / "ate.mp4", seq.rgb)
+    clip = write_video(tmp / "ate.mp4", seq.rgb, quality=23)
     path_length = float(np.linalg.norm(np.diff(seq.poses[:, :3, 3], axis=0), axis=1).sum())
     out = {"frames": 24, "size": [96, 160], "true_path_length_m": round(path_length, 2)}
     torch.manual_seed(0)

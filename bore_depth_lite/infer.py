@@ -4,6 +4,7 @@ Examples::
 
     bore-depth-infer photo.jpg --checkpoint bore_nyu.ckpt --preset nyu
     bore-depth-infer frames/ clip.mp4 --checkpoint runs/stage2/last.pt --preset kitti --out depth_out
+    bore-depth-infer photo.jpg --checkpoint runs/tiny/last.pt --preset nyu --size 96 160 --ply
     bore-depth-infer photo.jpg --random-weights tiny     # SMOKE TEST: random weights, meaningless depth
 
 For every image (or GIF frame) it writes ``<name>.npy`` (float32 depth, H×W, at the
@@ -170,7 +171,8 @@ def _run_video(args: argparse.Namespace, path: Path, name: str, net, preset, dev
         path, args.out / name, lambda rgb: depth_from_rgb(net, rgb, preset, device, args.keep_size),
         pose_function(pose_net, preset, device, args.pose_order) if pose_net is not None else None,
         K_fn if intrinsics is not None else None, stride=args.stride, max_frames=args.max_frames,
-        fuse_every=args.fuse_every, ply=args.ply, cmap=args.cmap, notes=lambda m: tqdm.write(m, file=sys.stderr))
+        fuse_every=args.fuse_every, ply=args.ply, cmap=args.cmap, progress=not args.no_progress,
+        notes=lambda m: tqdm.write(m, file=sys.stderr))
     tqdm.write(f"{path}: {summary.frames} frame(s) in {summary.seconds:.1f} s "
                f"({summary.frames / max(summary.seconds, 1e-9):.1f} frames/s) -> {args.out / name}", file=sys.stderr)
     return summary.frames
@@ -199,7 +201,11 @@ def _build_parser() -> argparse.ArgumentParser:
     src.add_argument("--random-weights", choices=sorted(DEPTHNET_CONFIGS), metavar="CONFIG",
                      help="SMOKE TEST ONLY: a randomly initialised DepthNet of this config; the depth is meaningless")
     p.add_argument("--preset", default="nyu", choices=[*sorted(PRESETS), "none"],
-                   help="network input size: kitti 256x832, nyu/ibims 256x320, none = the image's own size")
+                   help="camera and network input size: kitti 256x832, nyu/ibims 256x320, none = the image's own size "
+                        "(no camera)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                   help="network input size instead of the preset's, e.g. 96 160 for the book's shipped network "
+                        "(the preset still gives the camera for --ply)")
     p.add_argument("--out", type=Path, default=Path("depth_out"), help="output folder (default: depth_out)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino", "tensorrt"],
@@ -213,6 +219,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace depth maps already in --out")
     p.add_argument("--cmap", default="magma", help="matplotlib colour map for the PNG")
     p.add_argument("--ply", action="store_true", help="also write <name>.ply, a coloured point cloud")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, notebooks); messages stay")
     p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics in pixels of the input image for --ply and a video's fused.ply "
                         "(default: the preset's camera)")
@@ -245,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stride < 1 or (args.max_frames is not None and args.max_frames < 1) or args.fuse_every < 0:
         print(f"error: --stride {args.stride} --max-frames {args.max_frames} --fuse-every {args.fuse_every}: expected "
               "stride >= 1, max-frames >= 1, fuse-every >= 0", file=sys.stderr)
+        return 2
+    if args.size is not None and min(args.size) < 1:
+        print(f"error: --size {args.size[0]} {args.size[1]}: expected a positive height and width in pixels",
+              file=sys.stderr)
         return 2
     if args.intrinsics:
         try:
@@ -280,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
     net = net.to(device).eval()
-    preset = None if args.preset == "none" else args.preset
+    preset = tuple(args.size) if args.size else None if args.preset == "none" else args.preset
     if args.backend != "torch" or args.precision != "fp32":
         from .deploy import make_backend
         from .preprocess import preset_size
@@ -306,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {args.out}: cannot write there ({type(err).__name__}: {err.strerror or err}); "
               "expected a writable folder", file=sys.stderr)
         return 2
-    pose_net, video_intrinsics = None, tuple(args.intrinsics) if args.intrinsics else (args.preset if preset else None)
+    camera = None if args.preset == "none" else args.preset
+    pose_net, video_intrinsics = None, tuple(args.intrinsics) if args.intrinsics else camera
     if videos:
         pose_net, why = _pose_net(args, device)
         if pose_net is None:
@@ -315,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         if video_intrinsics is None:
             print("note: --preset none without --intrinsics: no point clouds for videos", file=sys.stderr)
     done = 0
-    for path, name in tqdm(items, desc="depth", unit="file"):
+    for path, name in tqdm(items, desc="depth", unit="file", disable=args.no_progress):
         try:
             if path.suffix.lower() in VIDEO_EXTENSIONS:
                 done += _run_video(args, path, name, net, preset, device, pose_net, video_intrinsics)

@@ -7,14 +7,18 @@ the truth after the least-squares scale, as in SfMLearner's and SC-Depth's odome
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
 
+from .fileio import atomic_write, atomic_write_text
 from .geometry import pose_vec_to_mat
 from .preprocess import normalize_imagenet
 
-__all__ = ["chain_relative_poses", "predict_trajectory", "align_scale", "ate_rmse"]
+__all__ = ["chain_relative_poses", "predict_trajectory", "align_scale", "ate_rmse", "write_tum", "read_tum",
+           "plot_trajectory"]
 
 
 def chain_relative_poses(T_next_from_current: np.ndarray) -> np.ndarray:
@@ -75,3 +79,50 @@ def ate_rmse(pred_poses: np.ndarray, true_poses: np.ndarray) -> tuple[float, flo
     p, t = relative(pred_poses)[:, :3, 3], relative(true_poses)[:, :3, 3]
     s = align_scale(p, t)
     return float(np.sqrt(((s * p - t) ** 2).sum(1).mean())), s
+
+
+def write_tum(path: str | Path, timestamps: np.ndarray, poses: np.ndarray) -> Path:
+    """TUM RGB-D format, one line per pose: ``timestamp tx ty tz qx qy qz qw`` (poses (N, 4, 4)
+    camera-to-world, timestamps (N,) seconds). Written atomically."""
+    from scipy.spatial.transform import Rotation
+
+    poses = np.asarray(poses, np.float64)
+    q = Rotation.from_matrix(poses[:, :3, :3]).as_quat()        # scalar last: (qx, qy, qz, qw)
+    lines = ["# timestamp tx ty tz qx qy qz qw (camera-to-world, first camera = world, up to scale)"]
+    lines += [" ".join(f"{v:.9g}" for v in (t, *T[:3, 3], *qi)) for t, T, qi in zip(timestamps, poses, q)]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_tum(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps (N,), poses (N, 4, 4)) from a TUM file; ValueError naming the file and line if malformed."""
+    from scipy.spatial.transform import Rotation
+
+    rows = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            values = line.split()
+            if len(values) != 8:
+                raise ValueError(f"{path}:{n}: expected 8 numbers 'timestamp tx ty tz qx qy qz qw', found {len(values)}")
+            rows.append([float(v) for v in values])
+    data = np.array(rows, np.float64).reshape(-1, 8)
+    poses = np.tile(np.eye(4), (len(data), 1, 1))
+    if len(data):
+        poses[:, :3, :3] = Rotation.from_quat(data[:, 4:]).as_matrix()
+        poses[:, :3, 3] = data[:, 1:4]
+    return data[:, 0], poses
+
+
+def plot_trajectory(path: str | Path, poses: np.ndarray, title: str = "") -> Path:
+    """A top view (x right, z forward of the first camera) of camera-to-world ``poses`` (N, 4, 4), as PNG."""
+    from matplotlib.figure import Figure
+
+    xyz = np.asarray(poses)[:, :3, 3]
+    fig = Figure(figsize=(4, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(xyz[:, 0], xyz[:, 2], "-", lw=1.5, color="tab:blue")
+    ax.plot(xyz[:1, 0], xyz[:1, 2], "o", color="tab:green", label="start")
+    ax.plot(xyz[-1:, 0], xyz[-1:, 2], "s", color="tab:red", label="end")
+    ax.set(xlabel="x (right), up to scale", ylabel="z (forward), up to scale", title=title or f"{len(xyz)} poses")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=7)
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

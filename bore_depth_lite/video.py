@@ -19,6 +19,7 @@ PyAV (``pip install 'av>=12'``, the ``video`` extra) is imported only when a vid
 """
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 import time
@@ -32,16 +33,16 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .fileio import atomic_write, atomic_write_text
+from .fileio import atomic_write
 from .geometry import pose_vec_to_mat
 from .images import ImageLoadError
 from .plotting import colorize_depth, inverse_depth_range
 from .pointcloud import colours_at, depth_to_points, write_ply
 from .preprocess import preprocess
-from .trajectory import chain_relative_poses
+from .trajectory import chain_relative_poses, plot_trajectory, write_tum
 
 __all__ = ["VIDEO_EXTENSIONS", "MAX_VIDEO_PIXELS", "MAX_PREVIEW_WIDTH", "VideoError", "Frame", "iter_frames",
-           "SideBySideWriter", "probe", "write_tum", "read_tum", "plot_trajectory", "process_video", "VideoSummary"]
+           "SideBySideWriter", "write_video", "probe", "process_video", "VideoSummary"]
 
 #: Containers read as videos (anything FFmpeg demuxes; these extensions select the video path).
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -223,51 +224,27 @@ class SideBySideWriter:
         self.close()
 
 
-def write_tum(path: str | Path, timestamps: np.ndarray, poses: np.ndarray) -> Path:
-    """TUM RGB-D format, one line per pose: ``timestamp tx ty tz qx qy qz qw`` (poses (N, 4, 4)
-    camera-to-world, timestamps (N,) seconds). Written atomically."""
-    from scipy.spatial.transform import Rotation
+def write_video(path: str | Path, frames, fps: float = 10, codec: str = "libx264", quality: int = 10) -> Path:
+    """Frames ((N, H, W, 3) uint8, or any iterable of them) → a video file at ``path``.
 
-    poses = np.asarray(poses, np.float64)
-    q = Rotation.from_matrix(poses[:, :3, :3]).as_quat()        # scalar last: (qx, qy, qz, qw)
-    lines = ["# timestamp tx ty tz qx qy qz qw (camera-to-world, first camera = world, up to scale)"]
-    lines += [" ".join(f"{v:.9g}" for v in (t, *T[:3, 3], *qi)) for t, T, qi in zip(timestamps, poses, q)]
-    return atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_tum(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(timestamps (N,), poses (N, 4, 4)) from a TUM file; ValueError naming the file and line if malformed."""
-    from scipy.spatial.transform import Rotation
-
-    rows = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if line.strip() and not line.lstrip().startswith("#"):
-            values = line.split()
-            if len(values) != 8:
-                raise ValueError(f"{path}:{n}: expected 8 numbers 'timestamp tx ty tz qx qy qz qw', found {len(values)}")
-            rows.append([float(v) for v in values])
-    data = np.array(rows, np.float64).reshape(-1, 8)
-    poses = np.tile(np.eye(4), (len(data), 1, 1))
-    if len(data):
-        poses[:, :3, :3] = Rotation.from_quat(data[:, 4:]).as_matrix()
-        poses[:, :3, 3] = data[:, 1:4]
-    return data[:, 0], poses
-
-
-def plot_trajectory(path: str | Path, poses: np.ndarray, title: str = "") -> Path:
-    """A top view (x right, z forward of the first camera) of camera-to-world ``poses`` (N, 4, 4), as PNG."""
-    from matplotlib.figure import Figure
-
-    xyz = np.asarray(poses)[:, :3, 3]
-    fig = Figure(figsize=(4, 4), layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot(xyz[:, 0], xyz[:, 2], "-", lw=1.5, color="tab:blue")
-    ax.plot(xyz[:1, 0], xyz[:1, 2], "o", color="tab:green", label="start")
-    ax.plot(xyz[-1:, 0], xyz[-1:, 2], "s", color="tab:red", label="end")
-    ax.set(xlabel="x (right), up to scale", ylabel="z (forward), up to scale", title=title or f"{len(xyz)} poses")
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.legend(fontsize=7)
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    H.264 at constant quality ``quality`` (CRF: 0 lossless, 23 FFmpeg's default); MPEG-4 Part 2
+    at about the same quality where FFmpeg lacks ``codec``. Sides must be even (yuv420p).
+    """
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None or first.ndim != 3 or first.shape[2] != 3 or first.shape[0] % 2 or first.shape[1] % 2:
+        raise ValueError(f"{path}: expected frames (H, W, 3) uint8 with even H and W, "
+                         f"found {'no frame' if first is None else first.shape}")
+    av = _av(Path(path))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec if codec in av.codecs_available else "mpeg4",
+                                      rate=Fraction(fps).limit_denominator(100000))
+        stream.height, stream.width, stream.pix_fmt = *first.shape[:2], "yuv420p"
+        stream.options = {"crf": str(quality)} if stream.codec_context.name == "libx264" else {"qscale": str(max(2, quality // 5))}
+        for rgb in itertools.chain([first], frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+        container.mux(stream.encode())
+    return Path(path)
 
 
 @dataclass

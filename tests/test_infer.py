@@ -182,6 +182,28 @@ def test_cli_writes_point_clouds_that_match_the_depth_maps(tmp_path, odd_images,
     assert "exists; pass --overwrite" in capsys.readouterr().err
 
 
+def test_cli_size_sets_the_network_input_and_the_preset_keeps_the_camera(tmp_path, odd_images, capsys):
+    from bore_depth_lite.pointcloud import depth_to_points, intrinsics_for, read_ply
+
+    torch.manual_seed(0)
+    net = DepthNet("tiny").eval()
+    ckpt = save_depthnet(tmp_path / "tiny.pt", net)
+    out = tmp_path / "out"
+    assert main([str(odd_images / "rgb.png"), "--checkpoint", str(ckpt), "--preset", "kitti", "--size", "64", "96",
+                 "--ply", "--out", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    expected = depth_from_rgb(net, load_image(odd_images / "rgb.png"), (64, 96), torch.device("cpu"))
+    np.testing.assert_allclose(np.load(out / "rgb.npy"), expected, rtol=1e-6)
+    assert expected.shape == (64, 96)
+    np.testing.assert_allclose(read_ply(out / "rgb.ply")[0], depth_to_points(expected, intrinsics_for("kitti", (64, 96)))[0],
+                               rtol=1e-6)
+    capsys.readouterr()
+    assert main([str(odd_images / "rgb.png"), "--checkpoint", str(ckpt), "--size", "0", "96",
+                 "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: --size 0 96: expected a positive height and width in pixels", err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_refuses_without_weights(odd_images, capsys):
     assert main([str(odd_images / "rgb.png")]) == 2
     assert "no weights given" in capsys.readouterr().err

@@ -17,24 +17,16 @@ from bore_depth_lite.infer import main  # noqa: E402
 from bore_depth_lite.models import PoseNet  # noqa: E402
 from bore_depth_lite.pointcloud import depth_to_points, intrinsics_for, read_ply  # noqa: E402
 from bore_depth_lite.pretrained import pretrained_path  # noqa: E402
-from bore_depth_lite.trajectory import ate_rmse  # noqa: E402
-from bore_depth_lite.video import iter_frames, probe, process_video, read_tum  # noqa: E402
+from bore_depth_lite.trajectory import ate_rmse, read_tum  # noqa: E402
+from bore_depth_lite.video import iter_frames, probe, process_video, write_video  # noqa: E402
 
 torch.set_num_threads(1)   # a shared 2-core machine: two threads under load spin and run slower
 FPS = 10
 
 
 def encode(path: Path, frames, codec: str = "libx264", fps: int = FPS) -> Path:
-    """Frames (N, H, W, 3) uint8 → a video file (near-lossless, so decoded frames ≈ rendered frames)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec if codec in av.codecs_available else "mpeg4", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10"} if stream.codec_context.name == "libx264" else {"qscale": "2"}
-        for rgb in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    """Near-lossless (CRF 10), so that decoded frames ≈ rendered frames."""
+    return write_video(path, frames, fps, codec=codec, quality=10)
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +200,20 @@ def test_unwritable_output_folder_is_one_line(clip, tmp_path, capsys):
         assert f"--out {locked}: cannot write there" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
+
+
+def test_write_video_refuses_no_frames_and_odd_sides_naming_the_file(tmp_path):
+    for frames, found in [([], "no frame"), ([np.zeros((5, 8, 3), np.uint8)], r"\(5, 8, 3\)")]:
+        with pytest.raises(ValueError, match=rf"bad\.mp4: expected frames .*even H and W, found {found}"):
+            write_video(tmp_path / "bad.mp4", frames)
+    assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_no_progress_drops_the_bars_and_keeps_the_messages(clip, tmp_path, capsys):
+    _, path = clip
+    argv = [str(path), "--random-weights", "tiny", "--preset", "none", "--max-frames", "2", "--out",
+            str(tmp_path / "o"), "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "drive.mp4: 2 frame(s) in" in err and "wrote 2 depth map(s)" in err, err
+    assert "\r" not in err and "it/s" not in err and "frame/s]" not in err, err
