@@ -50,6 +50,7 @@ EFFECTS: dict[str, tuple[dict, str]] = {
     "08_deployment.ipynb": ({"height": 64, "width": 96, "test_scenes": 1, "frames_per_scene": 2,
                              "calibration_frames": 2, "timing_rounds": 2},
                             r"input 1×3×64×96.*2 test frames at 64×96"),
+    "09_your_photos_and_videos.ipynb": ({"clip_frames": 12, "fuse_every": 3}, r"12 frames of 96x160 -> "),
     "results.ipynb": ({"eval_images": 4}, r"on 4 test images of the synthetic driving world"),
 }
 
