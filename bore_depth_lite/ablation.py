@@ -41,8 +41,12 @@ from .fileio import atomic_write_text
 TEMPLATE = Path(__file__).resolve().parent / "assets" / "ablation_run.ipynb"
 VARIANTS = ("stage1", "plain", "two_stage", "joint")
 STAGE2_VARIANTS = ("two_stage", "joint")
-METRICS = ("abs_rel", "delta1", "dbe_acc", "dbe_comp")
-LABELS = {"abs_rel": "AbsRel ↓", "delta1": "δ1 ↑", "dbe_acc": "ε_acc (px) ↓", "dbe_comp": "ε_comp (px) ↓"}
+METRICS = ("abs_rel", "delta1", "dbe_acc", "dbe_comp", "boundary_f1")
+#: Tabulated beside the metrics, never compared: how many edge pixels ε_DBE found and had to find.
+COUNTS = ("dbe_edges_pred", "dbe_edges_gt")
+HIGHER_IS_BETTER = frozenset({"delta1", "boundary_f1"})
+LABELS = {"abs_rel": "AbsRel ↓", "delta1": "δ1 ↑", "dbe_acc": "ε_acc (px) ↓", "dbe_comp": "ε_comp (px) ↓",
+          "boundary_f1": "boundary F1 ↑", "dbe_edges_pred": "edge px found", "dbe_edges_gt": "edge px true"}
 VARIANT_LABELS = {"stage1": "EFAF, stage 1 only", "plain": "plain decoder, stage 1 only",
                   "two_stage": "EFAF, two-stage (paper)", "joint": "EFAF, joint semantic"}
 #: (name, variant whose metric should be lower for the paper's claim, the other variant, claim)
@@ -57,8 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "world": {"preset": "indoor", "height": 64, "width": 96, "seed": 0, "train_scenes": 8,
               "frames_per_scene": 24, "test_scenes": 4, "test_frames_per_scene": 4},
     "teacher": {"steps": 150, "batch_size": 8, "seed": 0},
+    # options: any further TrainConfig fields for every run (the shipped recipe's loss weights, say);
+    # checkpoint_every: steps between checkpoints (0: one per phase), so that a killed run resumes mid-phase
     "train": {"model": "tiny", "stage1_steps": 120, "stage2_steps": 80, "batch_size": 4, "lr": 5e-4,
-              "semantic_weight": 0.1, "sample_index": 3},
+              "semantic_weight": 0.1, "sample_index": 3, "options": {}, "checkpoint_every": 0},
     "jobs": 1,
     "cell_timeout_s": 6 * 3600,   # the longest a run's training cell may take
     "out": "bore_depth_lite/assets/results",   # the summary ships with the package (chapter 7 reads it)
@@ -105,11 +111,17 @@ def prepare_world(config: dict[str, Any], work: Path) -> Path:
     from .data.generate import SyntheticConfig
     from .data.cache import ensure_synthetic
 
+    from .training import TrainConfig
+    from .training.data import needs_pseudo_depth
+
     w = config["world"]
+    # the pseudo-depth terms read the simulated pseudo-depth of the training scenes (chapter 3)
+    pseudo = needs_pseudo_depth(TrainConfig(**config["train"]["options"]))
     return ensure_synthetic(SyntheticConfig(preset=w["preset"], height=w["height"], width=w["width"], seed=w["seed"],
                                             train_scenes=w["train_scenes"], val_scenes=0,
                                             frames_per_scene=w["frames_per_scene"], test_scenes=w["test_scenes"],
-                                            test_frames_per_scene=w["test_frames_per_scene"]), work / "data")
+                                            test_frames_per_scene=w["test_frames_per_scene"], pseudo_depth=pseudo),
+                            work / "data")
 
 
 def prepare_teacher(config: dict[str, Any], world: Path, work: Path) -> Path:
@@ -137,7 +149,8 @@ def run_parameters(config: dict[str, Any], variant: str, seed: int, world: Path,
               "width": w["width"], "stage1_steps": tr["stage1_steps"], "stage2_steps": tr["stage2_steps"],
               "batch_size": tr["batch_size"], "lr": tr["lr"], "semantic_weight": tr["semantic_weight"],
               "data_root": str(world), "teacher": str(teacher) if variant in STAGE2_VARIANTS else "",
-              "init_from": "", "out_dir": str(work / f"{variant}-seed{seed}"), "sample_index": tr["sample_index"]}
+              "init_from": "", "out_dir": str(work / f"{variant}-seed{seed}"), "sample_index": tr["sample_index"],
+              "train_options": dict(tr["options"]), "checkpoint_every": tr["checkpoint_every"]}
     stage1_start = work / f"stage1-seed{seed}" / "phase1" / "checkpoint.pt"
     if variant == "two_stage" and "stage1" in config["variants"]:
         params["init_from"] = str(stage1_start)
@@ -153,7 +166,8 @@ def execute_run(params: dict[str, Any], notebook: Path, resume: bool, cell_timeo
             and notebook.is_file():
         return json.loads(metrics.read_text())
     notebook.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(TEMPLATE), str(notebook), parameters=params, kernel_name="python3",
+    # resume is not part of the stamp: a resumed run is the same run
+    papermill.execute_notebook(str(TEMPLATE), str(notebook), parameters={**params, "resume": resume}, kernel_name="python3",
                                cwd=os.getcwd(), progress_bar=False, log_output=False,
                                execution_timeout=cell_timeout_s)   # a stalled cell fails with its source, never hangs
     if not metrics.is_file():
@@ -182,8 +196,17 @@ def mean_std(values: list[float]) -> dict[str, Any]:
             "std": float(v.std(ddof=1)) if v.size > 1 else None, "n": int(v.size)}
 
 
+def t_quantile_975(dof: int) -> float:
+    """Student's t 97.5 % quantile: the half-width of a 95 % confidence interval in standard errors."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, dof))
+
+
 def summarise(runs: list[dict[str, Any]], variants: list[str]) -> tuple[dict, list[dict]]:
-    summary = {v: {m: mean_std([r[m] for r in runs if r["variant"] == v]) for m in METRICS}
+    """Mean ± std per variant, and per comparison the paired differences with their 95 % confidence
+    interval (Student's t over seeds); runs of an older sweep without a metric count as missing."""
+    summary = {v: {m: mean_std([r.get(m) for r in runs if r["variant"] == v]) for m in METRICS + COUNTS}
                for v in variants if any(r["variant"] == v for r in runs)}
     comparisons = []
     for name, better, other, claim in COMPARISONS:
@@ -194,16 +217,18 @@ def summarise(runs: list[dict[str, Any]], variants: list[str]) -> tuple[dict, li
         entry: dict[str, Any] = {"name": name, "claim": claim, "a": better, "b": other, "seeds": seeds, "metrics": {}}
         for m in METRICS:
             diffs = [by_seed[(better, s)][m] - by_seed[(other, s)][m] for s in seeds
-                     if by_seed[(better, s)][m] is not None and by_seed[(other, s)][m] is not None]
+                     if by_seed[(better, s)].get(m) is not None and by_seed[(other, s)].get(m) is not None]
             stats = mean_std(diffs)
-            sign = 1.0 if m == "delta1" else -1.0   # the paper's direction: δ1 up, errors down
+            sign = 1.0 if m in HIGHER_IS_BETTER else -1.0   # the paper's direction: δ1 and F1 up, errors down
             d = stats["mean"]
             # below the 4 printed decimals a sign means nothing: no direction either way
             stats["negligible"] = d is not None and abs(d) < 5e-5
             stats["paper_direction"] = None if d is None or stats["negligible"] else bool(sign * d > 0)
-            # beyond seed noise: the mean paired difference exceeds twice its standard error
-            stats["beyond_noise"] = (None if stats["std"] is None or d is None or stats["negligible"]
-                                     else bool(abs(d) > 2 * stats["std"] / math.sqrt(stats["n"])))
+            # beyond seed noise: the 95 % confidence interval of the mean paired difference excludes 0
+            half = (None if stats["std"] is None or d is None
+                    else t_quantile_975(stats["n"] - 1) * stats["std"] / math.sqrt(stats["n"]))
+            stats["ci95"] = None if half is None else [d - half, d + half]
+            stats["beyond_noise"] = None if half is None or stats["negligible"] else bool(abs(d) > half)
             entry["metrics"][m] = stats
         comparisons.append(entry)
     return summary, comparisons
@@ -224,16 +249,17 @@ def markdown(result: dict[str, Any]) -> str:
              f"{c['train']['stage2_steps']} steps per run (batch {c['train']['batch_size']}); teacher "
              f"{c['teacher']['steps']} steps; {result['num_test_images']} test images; "
              f"protocol {result['protocol']}. Mean ± std over seeds (std with ddof=1).", "",
-             "| variant | seeds | " + " | ".join(f"{LABELS[m]} mean ± std" for m in METRICS) + " |",
-             "|---|---|" + "---|" * len(METRICS)]
+             "| variant | seeds | " + " | ".join(f"{LABELS[m]} mean ± std" for m in METRICS + COUNTS) + " |",
+             "|---|---|" + "---|" * len(METRICS + COUNTS)]
     for v, stats in result["summary"].items():
         lines.append(f"| {VARIANT_LABELS[v]} | {stats['abs_rel']['n']} | "
-                     + " | ".join(fmt(stats[m]) for m in METRICS) + " |")
+                     + " | ".join(fmt(stats[m], 4 if m in METRICS else 1) for m in METRICS + COUNTS) + " |")
     for v, why in result["not_run"].items():
-        lines.append(f"| {VARIANT_LABELS[v]} | 0 | not run: {why} |" + " |" * (len(METRICS) - 1))
+        lines.append(f"| {VARIANT_LABELS[v]} | 0 | not run: {why} |" + " |" * (len(METRICS + COUNTS) - 1))
     if result["comparisons"]:
-        lines += ["", "Paired differences (A − B, per seed), mean ± std; 'paper' = the sign the paper claims; "
-                  "'noise' = |mean| > 2·std/√n; 'no difference' = |mean| < 0.00005:", "",
+        lines += ["", "Paired differences (A − B, per seed), mean and 95 % confidence interval (Student's t over "
+                  "seeds); 'paper' = the sign the paper claims; 'beyond noise' = the interval excludes 0; "
+                  "'no difference' = |mean| < 0.00005:", "",
                   "| comparison (A − B) | " + " | ".join(LABELS[m] for m in METRICS) + " |",
                   "|---|" + "---|" * len(METRICS)]
         for comp in result["comparisons"]:
@@ -243,7 +269,8 @@ def markdown(result: dict[str, Any]) -> str:
                 tag = (" no difference" if s["negligible"] else "" if s["paper_direction"] is None
                        else (" paper" if s["paper_direction"] else " against"))
                 tag += "" if s["beyond_noise"] is None else (", beyond noise" if s["beyond_noise"] else ", within noise")
-                cells.append(fmt(s) + tag)
+                ci = "" if s.get("ci95") is None else f" [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]"
+                cells.append(("—" if s["mean"] is None else f"{s['mean']:.4f}") + ci + tag)
             lines.append(f"| {comp['name']} ({comp['a']} − {comp['b']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -267,6 +294,20 @@ def collect_samples(config: dict[str, Any], world: Path, work: Path, out: Path, 
     os.replace(tmp, out / "ablation_samples.npz")
 
 
+def retabulate(out: Path) -> int:
+    """Rewrite ``out``/ablation.json and .md from the runs it records (after a change of the statistics)."""
+    path = out / "ablation.json"
+    if not path.is_file():
+        raise SystemExit(f"ablation: --tabulate-only: {path}: no such file; run the sweep first")
+    result = json.loads(path.read_text())
+    order = [v for v in VARIANTS if v in result["summary"]]
+    result["summary"], result["comparisons"] = summarise(result["runs"], order)
+    atomic_write_text(path, json.dumps(result, indent=2))
+    atomic_write_text(out / "ablation.md", markdown(result))
+    print(json.dumps({"summary": result["summary"], "comparisons": result["comparisons"]}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="YAML sweep description (default: built-in defaults)")
@@ -276,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-resume", action="store_true", help="re-run runs whose results exist")
     parser.add_argument("--jobs", type=int, help="seeds trained at once, one kernel and one thread each "
                                                   "(overrides the YAML's jobs; 2 on a 2-core machine)")
+    parser.add_argument("--tabulate-only", action="store_true",
+                        help="train nothing: recompute the summary and comparisons of OUT/ablation.json from its runs")
     args = parser.parse_args(argv)
+    if args.tabulate_only:
+        return retabulate((args.out or Path(load_config(args.config)["out"])).resolve())
     config = load_config(args.config)
     if args.jobs is not None:
         if args.jobs < 1:

@@ -31,11 +31,34 @@ def test_summary_is_mean_and_sample_std_over_seeds_and_paired_differences():
     acc = efaf["metrics"]["dbe_acc"]                   # differences -1, -2
     assert acc["mean"] == pytest.approx(-1.5) and acc["std"] == pytest.approx(math.sqrt(0.5))
     assert acc["paper_direction"] is True
-    assert acc["beyond_noise"] is True                 # 1.5 > 2 · 0.7071 / √2 = 1.0
+    # 95 % CI with 1 degree of freedom: t = 12.7062 (a t table), half-width 12.7062 · 0.7071 / √2 = 6.3531
+    assert acc["ci95"] == pytest.approx([-1.5 - 6.3531, -1.5 + 6.3531], abs=1e-4)
+    assert acc["beyond_noise"] is False                # two seeds: the interval is wide and holds 0
     delta = efaf["metrics"]["delta1"]                  # +0.05, +0.10: δ1 up is the paper's direction
     assert delta["paper_direction"] is True
-    comp = efaf["metrics"]["dbe_comp"]                 # -1, -3: 2 > 2 · 1.414 / √2 = 2.0 is false
-    assert comp["beyond_noise"] is False
+    assert efaf["metrics"]["boundary_f1"]["mean"] is None   # runs of an older sweep without the metric: missing
+
+
+def test_a_consistent_difference_over_four_seeds_is_beyond_noise_and_f1_up_is_the_papers_direction():
+    runs = []
+    for seed, (acc_diff, f1_diff) in enumerate([(-1.0, 0.02), (-1.1, 0.03), (-0.9, 0.01), (-1.0, 0.02)]):
+        runs += [{**fake_run("stage1", seed, 0.2, 0.7, 3.0 + acc_diff, 4.0), "boundary_f1": 0.3 + f1_diff,
+                  "dbe_edges_pred": 100 + seed, "dbe_edges_gt": 200},
+                 {**fake_run("plain", seed, 0.2, 0.7, 3.0, 4.0), "boundary_f1": 0.3,
+                  "dbe_edges_pred": 90, "dbe_edges_gt": 200}]
+    summary, (efaf,) = ablation.summarise(runs, ["stage1", "plain"])
+    acc = efaf["metrics"]["dbe_acc"]                   # mean -1, std 0.08165, t(3) = 3.1824: half-width 0.1299
+    assert acc["ci95"] == pytest.approx([-1.1299, -0.8701], abs=1e-4) and acc["beyond_noise"] is True
+    f1 = efaf["metrics"]["boundary_f1"]
+    assert f1["paper_direction"] is True and f1["mean"] == pytest.approx(0.02)
+    assert summary["stage1"]["dbe_edges_pred"]["mean"] == pytest.approx(101.5)    # counts are tabulated ...
+    assert "dbe_edges_pred" not in efaf["metrics"]                                # ... never compared
+    table = ablation.markdown({"config": {"world": {"preset": "driving", "height": 8, "width": 8}, "seeds": [0, 1, 2, 3],
+                                          "train": {"model": "tiny", "stage1_steps": 1, "stage2_steps": 1, "batch_size": 1},
+                                          "teacher": {"steps": 1}},
+                               "num_test_images": 1, "protocol": "p", "summary": summary, "comparisons": [efaf],
+                               "not_run": {}})
+    assert "-1.0000 [-1.1299, -0.8701] paper, beyond noise" in table and "edge px found" in table
 
 
 def test_one_seed_has_no_std_and_the_table_says_so():
@@ -69,7 +92,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
         "world: {height: 64, width: 64, train_scenes: 1, frames_per_scene: 5, test_scenes: 1, "
         "test_frames_per_scene: 2}\n"
         "teacher: {steps: 12, batch_size: 2}\n"
-        "train: {stage1_steps: 1, stage2_steps: 1, batch_size: 2, sample_index: 1}\n"
+        "train: {stage1_steps: 1, stage2_steps: 2, batch_size: 2, sample_index: 1, checkpoint_every: 1, "
+        "options: {smooth_weight: 0.0, normal_weight: 0.1, mask_rank_weight: 0.1, normal_rank_weight: 0.1}}\n"
         "cell_timeout_s: 600\n")
     out, work, runs_dir = tmp_path / "out", tmp_path / "work", tmp_path / "runs"
     args = ["--config", str(config), "--out", str(out), "--work", str(work), "--runs", str(runs_dir), "--jobs", "2"]
@@ -87,7 +111,10 @@ def test_tiny_sweep_end_to_end(tmp_path):
             stats = result["summary"][variant][metric]
             assert stats["n"] == 1 and np.isfinite(stats["mean"]) and stats["std"] is None
     two_stage = next(r for r in result["runs"] if r["variant"] == "two_stage")
-    assert two_stage["trained_steps_here"] == 1          # it started from stage1's checkpoint
+    assert two_stage["trained_steps_here"] == 2          # it started from stage1's checkpoint
+    run_config = json.loads((work / "joint-seed0" / "joint" / "config.json").read_text())
+    assert run_config["normal_weight"] == 0.1 and run_config["smooth_weight"] == 0.0   # the options reached the run
+    assert run_config["steps_per_epoch"] == 1                                          # a checkpoint every step
     table = (out / "ablation.md").read_text()
     assert "AbsRel ↓ mean ± std" in table and "ε_acc (px) ↓ mean ± std" in table
     assert table.count(" ± ") >= 4 * len(ran)

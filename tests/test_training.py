@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,6 +134,37 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(data_ro
         if "running_" in k or "num_batches" in k:
             continue  # BatchNorm statistics: DDP keeps rank 0's (half the batch); weights are what must agree
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
+
+
+def test_run_two_stage_interrupted_in_its_second_phase_resumes_bit_for_bit(data_root, tmp_path):
+    from bore_depth_lite.training import Callback, run_two_stage
+
+    class Interrupt(Exception):
+        pass
+
+    class StopAt(Callback):     # a killed process: the checkpoint at this step is written, nothing after it
+        def __init__(self, phase: str, step: int):
+            self.phase, self.step = phase, step
+
+        def on_epoch_end(self, trainer, row):
+            if Path(trainer.config.out_dir).name == self.phase and trainer.step == self.step:
+                raise Interrupt
+
+    torch.set_num_threads(1)
+    base = tiny_config(data_root, tmp_path / "whole")
+    train, _ = training_datasets(base)
+    whole = run_two_stage(base, "stage1", 2, 4, train, checkpoint_every=2)
+    cut = replace(base, out_dir=str(tmp_path / "cut"))
+    with pytest.raises(Interrupt):
+        run_two_stage(cut, "stage1", 2, 4, train, checkpoint_every=2, callbacks=[StopAt("phase2", 2)])
+    phase1 = (tmp_path / "cut" / "phase1" / "checkpoint.pt").stat().st_mtime_ns
+    resumed = run_two_stage(cut, "stage1", 2, 4, train, checkpoint_every=2, resume=True)
+    assert (tmp_path / "cut" / "phase1" / "checkpoint.pt").stat().st_mtime_ns == phase1   # the finished phase is kept
+    assert resumed.step == whole.step == 4
+    for (name, a), b in zip(whole.depth_net.state_dict().items(), resumed.depth_net.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="checkpoint_every: expected an integer >= 1 or None"):
+        run_two_stage(base, "stage1", 1, 1, train, checkpoint_every=0)
 
 
 def test_run_two_stage_phases_and_bad_arguments(data_root, tmp_path):

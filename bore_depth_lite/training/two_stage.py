@@ -31,11 +31,13 @@ VARIANTS: dict[str, tuple[int, int]] = {"stage1": (1, 1), "plain": (1, 1), "two_
 
 
 def train_phase(config: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, init_from: str | None = None,
-                progress: bool = False, callbacks: Sequence[Callback] | None = None) -> Trainer:
+                progress: bool = False, callbacks: Sequence[Callback] | None = None, resume: bool = False) -> Trainer:
     """One training run to ``config.steps``, optionally starting from another run's networks
-    (``init_from``: networks only, with a fresh optimiser, as a new stage starts). Returns the trainer."""
+    (``init_from``: networks only, with a fresh optimiser, as a new stage starts). ``resume``: continue
+    from ``config.out_dir``'s checkpoint when there is one (then ``init_from`` is not applied again;
+    a finished phase trains no further step). Returns the trainer."""
     trainer = Trainer(config, train_set, val_set, progress=progress, callbacks=callbacks)
-    if init_from:
+    if not (resume and trainer.resume()) and init_from:
         trainer.init_from(init_from)
     trainer.fit()
     return trainer
@@ -43,11 +45,14 @@ def train_phase(config: TrainConfig, train_set: Dataset, val_set: Dataset | None
 
 def run_two_stage(base: TrainConfig, variant: str, stage1_steps: int, stage2_steps: int, train_set: Dataset,
                   val_set: Dataset | None = None, start: str | None = None, progress: bool = False,
-                  callbacks: Sequence[Callback] | None = None) -> Trainer:
+                  callbacks: Sequence[Callback] | None = None, checkpoint_every: int | None = None,
+                  resume: bool = False) -> Trainer:
     """Train ``variant`` (:data:`VARIANTS`) under ``base.out_dir`` and return the last phase's trainer.
 
     Phases go into ``phase1/`` and ``phase2/`` (``joint/`` for the joint variant); each phase
-    validates and checkpoints once, at its end (``steps_per_epoch`` = its steps). ``start``: a
+    validates and checkpoints at its end, and every ``checkpoint_every`` steps if given (then an
+    interrupted run continues with ``resume=True``: finished phases are kept, the running one
+    continues from its last checkpoint, bit for bit as if uninterrupted). ``start``: a
     finished phase-1 checkpoint to reuse (``two_stage`` only; the ablation shares the ``stage1``
     run's first phase this way). ``base.stage``, ``base.steps`` and ``base.init_from`` are ignored;
     ``base.teacher`` is needed by ``two_stage`` and ``joint``.
@@ -57,6 +62,8 @@ def run_two_stage(base: TrainConfig, variant: str, stage1_steps: int, stage2_ste
     for name, steps in (("stage1_steps", stage1_steps), ("stage2_steps", stage2_steps)):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"{name}: expected an integer >= 1, found {steps!r}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every: expected an integer >= 1 or None, found {checkpoint_every!r}")
     if start is not None and variant != "two_stage":
         raise ValueError(f"start: only the two_stage variant continues from a given phase-1 checkpoint, not {variant!r}")
     if variant == "plain":
@@ -70,8 +77,9 @@ def run_two_stage(base: TrainConfig, variant: str, stage1_steps: int, stage2_ste
     out = Path(base.out_dir)
 
     def phase(name: str, stage: int, steps: int, init_from: str | None = None) -> Trainer:
-        config = replace(base, stage=stage, steps=steps, steps_per_epoch=steps, out_dir=str(out / name), init_from=None)
-        return train_phase(config, train_set, val_set, init_from, progress, callbacks)
+        config = replace(base, stage=stage, steps=steps, steps_per_epoch=min(checkpoint_every or steps, steps),
+                         out_dir=str(out / name), init_from=None)
+        return train_phase(config, train_set, val_set, init_from, progress, callbacks, resume)
 
     if variant == "joint":
         return phase("joint", 2, stage1_steps + stage2_steps)
