@@ -18,7 +18,7 @@ help:
 	@echo "make notebooks  re-execute every chapter and store its outputs in place"
 	@echo "make data       write the default synthetic data set to data/synthetic"
 	@echo "make bench      run the benchmarks (JSON on stdout)"
-	@echo "make pretrained train the shipped small DepthNet (bore_depth_lite/assets), with its metrics"
+	@echo "make pretrained train the shipped small DepthNets, driving and indoor (bore_depth_lite/assets), with their metrics"
 	@echo "make teacher    train the embedded semantic teacher on the synthetic labels (runs/teacher)"
 	@echo "make ablation   the paper's ablations on the synthetic world (bench/ablation.yaml)"
 
@@ -79,7 +79,8 @@ data: env
 	$(call stage,synthetic data set,$(BIN)/python data_scripts/make_synthetic.py --out data/synthetic)
 
 pretrained: env
-	$(call stage,train the shipped DepthNet,$(BIN)/python data_scripts/make_pretrained.py)
+	$(call stage,train the shipped DepthNets,$(BIN)/python data_scripts/make_pretrained.py --name tiny-driving && \
+	  $(BIN)/python data_scripts/make_pretrained.py --name tiny-indoor)
 
 teacher: env
 	$(call stage,train the semantic teacher,$(BIN)/python -m bore_depth_lite.train --teacher-only --out runs/teacher)

@@ -166,7 +166,12 @@ def execute_run(params: dict[str, Any], notebook: Path, resume: bool, cell_timeo
             and notebook.is_file():
         return json.loads(metrics.read_text())
     notebook.parent.mkdir(parents=True, exist_ok=True)
-    # resume is not part of the stamp: a resumed run is the same run
+    # A run continues from its checkpoints only if it was started with these same parameters; the
+    # stamp lives beside its folder, which a fresh start empties.
+    started = out.parent / f"{out.name}.started.json"
+    resume = resume and started.is_file() and json.loads(started.read_text()) == params
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(started, json.dumps(params))
     papermill.execute_notebook(str(TEMPLATE), str(notebook), parameters={**params, "resume": resume}, kernel_name="python3",
                                cwd=os.getcwd(), progress_bar=False, log_output=False,
                                execution_timeout=cell_timeout_s)   # a stalled cell fails with its source, never hangs

@@ -1,6 +1,6 @@
 """Train the package's shipped DepthNet on the synthetic world (``make pretrained``).
 
-Usage: python data_scripts/make_pretrained.py [--steps N] [--work runs/pretrained]
+Usage: python data_scripts/make_pretrained.py [--name tiny-driving|tiny-indoor] [--steps N] [--work DIR]
 
 Trains stage 1 with ``RECIPE`` (the CPU teaching configuration, longer), then evaluates it
 and the trivial baselines (the best constant depth after median scaling; the same network
@@ -32,14 +32,15 @@ from bore_depth_lite.training import TrainConfig, Trainer
 from bore_depth_lite.data.cache import ensure_synthetic
 from bore_depth_lite.training import training_datasets
 
-NAME = "tiny-driving"
 # Stage 1 with SC-Depth v3's pseudo-depth terms (0.1 each, no smoothness term, as v3), 4750
 # steps, the learning rate divided by 10 for the last 500 (bench/results/learning_curves/README.md
-# has the runs that chose it). 8 driving scenes x 24 frames at 96x160.
+# has the runs that chose it). 8 scenes x 24 frames at 96x160. One recipe, one network per world.
 RECIPE = dict(model="tiny", pose_arch="small", synthetic_preset="driving", height=96, width=160, batch_size=4,
               lr=5e-4, lr_milestones=(4250,), lr_gamma=0.1, steps=4750, steps_per_epoch=250, synthetic_scenes=8,
               synthetic_frames=24, val_images=16, seed=0, smooth_weight=0.0, normal_weight=0.1,
               mask_rank_weight=0.1, normal_rank_weight=0.1)
+#: shipped name -> synthetic world it learns (``PRETRAINED`` in the package names its file)
+WORLDS = {"tiny-driving": "driving", "tiny-indoor": "indoor"}
 TEST_SPLIT = SyntheticConfig(preset="driving", height=96, width=160, seed=7, train_scenes=0, val_scenes=0,
                              test_scenes=4, test_frames_per_scene=8)
 # A second split rendered from a seed that neither training, validation nor the test split used.
@@ -48,26 +49,38 @@ METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3"
            "dbe_edges_pred", "dbe_edges_gt", "boundary_f1")
 
 
+def recipe_for(name: str) -> dict:
+    return {**RECIPE, "synthetic_preset": WORLDS[name]}
+
+
+def splits_for(name: str) -> tuple[SyntheticConfig, SyntheticConfig]:
+    """(test split, fresh split) of the network's own world."""
+    return replace(TEST_SPLIT, preset=WORLDS[name]), replace(FRESH_SPLIT, preset=WORLDS[name])
+
+
 def test_split(config: SyntheticConfig = TEST_SPLIT) -> TestDataset:
     return TestDataset(ensure_synthetic(config))
 
 
-def score(net, dataset: TestDataset) -> dict[str, float | None]:
+def score(net, dataset: TestDataset, preset: str = "driving") -> dict[str, float | None]:
     device = setup(0, "cpu")
-    result = evaluate_depth_net(net.to(device), dataset, f"synthetic_{TEST_SPLIT.preset}", device, progress=False)
+    result = evaluate_depth_net(net.to(device), dataset, f"synthetic_{preset}", device, progress=False)
     return {k: (None if math.isnan(result[k]) else round(float(result[k]), 6)) for k in METRICS}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", choices=sorted(WORLDS), default="tiny-driving", help="which shipped network")
     parser.add_argument("--steps", type=int, default=RECIPE["steps"])
-    parser.add_argument("--work", type=Path, default=Path("runs/pretrained"), help="training folder (resumable)")
-    parser.add_argument("--out", type=Path, default=ASSETS / PRETRAINED[NAME])
+    parser.add_argument("--work", type=Path, help="training folder (resumable; default runs/pretrained-<name>)")
+    parser.add_argument("--out", type=Path, help="default: the package's asset for --name")
     args = parser.parse_args(argv)
-    config = TrainConfig(**{**RECIPE, "steps": args.steps, "out_dir": str(args.work)})
+    name, recipe = args.name, {**recipe_for(args.name), "steps": args.steps}
+    out = args.out or ASSETS / PRETRAINED[name]
+    config = TrainConfig(**{**recipe, "out_dir": str(args.work or Path(f"runs/pretrained-{name}"))})
     try:
         config.check()
-        check_output_file(args.out, "--out", overwrite=True)   # regenerating the shipped asset is this script's job
+        check_output_file(out, "--out", overwrite=True)   # regenerating the shipped asset is this script's job
     except ValueError as err:
         parser.error(str(err))
     train, val = training_datasets(config)
@@ -76,20 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumed at step {trainer.step}", file=sys.stderr)
     trainer.fit()
 
-    split, fresh = test_split(), test_split(FRESH_SPLIT)
+    test_config, fresh_config = splits_for(name)
+    preset = WORLDS[name]
+    split, fresh = test_split(test_config), test_split(fresh_config)
     untrained = DepthNet(config.model)
-    scores = {"trained": score(trainer.depth_net, split), "untrained": score(untrained, split),
-              "constant": score(ConstantDepth(), split)}
-    extra = {"name": NAME, "recipe": {**RECIPE, "steps": args.steps}, "test_split": asdict(TEST_SPLIT),
-             "protocol": f"synthetic_{TEST_SPLIT.preset}", "test_images": len(split), "metrics": scores["trained"],
+    scores = {"trained": score(trainer.depth_net, split, preset), "untrained": score(untrained, split, preset),
+              "constant": score(ConstantDepth(), split, preset)}
+    extra = {"name": name, "recipe": recipe, "test_split": asdict(test_config),
+             "protocol": f"synthetic_{preset}", "test_images": len(split), "metrics": scores["trained"],
              "baselines": {"untrained": scores["untrained"], "constant": scores["constant"]},
-             "fresh_split": asdict(FRESH_SPLIT),
-             "fresh": {"trained": score(trainer.depth_net, fresh), "untrained": score(untrained, fresh)},
+             "fresh_split": asdict(fresh_config),
+             "fresh": {"trained": score(trainer.depth_net, fresh, preset), "untrained": score(untrained, fresh, preset)},
              "history": trainer.history, "pose_net_dtype": "float16"}
     # The PoseNet rides along for trajectories (bore-depth-infer on a video); stored in fp16 to keep
     # the asset small. The DepthNet stays fp32, so the recorded metrics reproduce exactly.
     pose_half = copy.deepcopy(trainer.pose_net).cpu().half()
-    save_checkpoint(args.out, trainer.depth_net.eval(), pose_half.eval(), extra=extra)
+    save_checkpoint(out, trainer.depth_net.eval(), pose_half.eval(), extra=extra)
     print(json.dumps({k: extra[k] for k in ("metrics", "baselines", "fresh", "protocol", "test_images")}, indent=2))
     return 0
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bore_depth_lite import ablation
+from bore_depth_lite.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,6 +82,9 @@ def test_config_rejects_unknown_keys_and_variants(tmp_path):
         ablation.load_config(bad)
     default = ablation.load_config(ROOT / "bench" / "ablation.yaml")
     assert len(default["seeds"]) >= 3 and set(default["variants"]) == set(ablation.VARIANTS)
+    shipped = ablation.load_config(ROOT / "bench" / "ablation_shipped.yaml")
+    assert len(shipped["seeds"]) >= 5 and set(shipped["variants"]) == set(ablation.VARIANTS)
+    TrainConfig(**shipped["train"]["options"])       # every option is a training option
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bore_depth_lite.pretrained import load_pretrained, pretrained_info, pretrained_path
+from bore_depth_lite.pretrained import PRETRAINED, load_pretrained, pretrained_info, pretrained_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,16 +19,33 @@ def _make_pretrained():
     return module
 
 
-def test_checkpoint_is_small_enough_to_ship():
-    assert pretrained_path().stat().st_size < 8 * 2**20
+NAMES = sorted(PRETRAINED)
 
 
-def test_recorded_metrics_are_reproduced_and_beat_the_baselines():
-    info = pretrained_info()
+def _split_and_preset(script, info: dict, key: str):
+    return script.test_split(script.SyntheticConfig(**info[key])), info["recipe"]["synthetic_preset"]
+
+
+def test_every_shipped_network_has_its_recipe_in_the_script():
     script = _make_pretrained()
-    split = script.test_split()
+    for name in NAMES:
+        info = pretrained_info(name)
+        assert info["name"] == name and info["recipe"] == {**script.recipe_for(name), "steps": info["recipe"]["steps"]}
+        assert info["protocol"] == f"synthetic_{script.WORLDS[name]}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_is_small_enough_to_ship(name):
+    assert pretrained_path(name).stat().st_size < 8 * 2**20
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recorded_metrics_are_reproduced_and_beat_the_baselines(name):
+    info = pretrained_info(name)
+    script = _make_pretrained()
+    split, preset = _split_and_preset(script, info, "test_split")
     assert len(split) == info["test_images"]
-    measured = script.score(load_pretrained(), split)
+    measured = script.score(load_pretrained(name), split, preset)
     for key, recorded in info["metrics"].items():
         assert measured[key] == pytest.approx(recorded, rel=1e-4, abs=1e-6), key
     trained, constant, untrained = info["metrics"], info["baselines"]["constant"], info["baselines"]["untrained"]
@@ -39,20 +56,22 @@ def test_recorded_metrics_are_reproduced_and_beat_the_baselines():
     assert trained["boundary_f1"] > untrained["boundary_f1"] + 0.05
 
 
-def test_metrics_hold_on_a_split_from_a_seed_nothing_else_used():
-    info = pretrained_info()
+@pytest.mark.parametrize("name", NAMES)
+def test_metrics_hold_on_a_split_from_a_seed_nothing_else_used(name):
+    info = pretrained_info(name)
     script = _make_pretrained()
     assert info["fresh_split"]["seed"] not in (info["test_split"]["seed"], info["recipe"]["seed"])
-    measured = script.score(load_pretrained(), script.test_split(script.SyntheticConfig(**info["fresh_split"])))
+    measured = script.score(load_pretrained(name), *_split_and_preset(script, info, "fresh_split"))
     for key, recorded in info["fresh"]["trained"].items():
         assert measured[key] == pytest.approx(recorded, rel=1e-4, abs=1e-6), key
     trained, untrained = info["fresh"]["trained"], info["fresh"]["untrained"]
     assert trained["abs_rel"] < 0.9 * untrained["abs_rel"] and trained["boundary_f1"] > untrained["boundary_f1"] + 0.05
 
 
-def test_the_shipped_posenet_loads_for_trajectories():
+@pytest.mark.parametrize("name", NAMES)
+def test_the_shipped_posenet_loads_for_trajectories(name):
     from bore_depth_lite.checkpoint import load_posenet
 
-    pose_net = load_posenet(pretrained_path())
+    pose_net = load_posenet(pretrained_path(name))
     assert all(p.dtype == torch.float32 for p in pose_net.parameters())   # stored fp16, run in fp32
-    assert pose_net.arch == pretrained_info()["recipe"]["pose_arch"]
+    assert pose_net.arch == pretrained_info(name)["recipe"]["pose_arch"]
