@@ -204,7 +204,6 @@ def mean_std(values: list[float]) -> dict[str, Any]:
 def t_quantile_975(dof: int) -> float:
     """Student's t 97.5 % quantile: the half-width of a 95 % confidence interval in standard errors."""
     from scipy import stats
-
     return float(stats.t.ppf(0.975, dof))
 
 
@@ -305,8 +304,7 @@ def retabulate(out: Path) -> int:
     if not path.is_file():
         raise SystemExit(f"ablation: --tabulate-only: {path}: no such file; run the sweep first")
     result = json.loads(path.read_text())
-    order = [v for v in VARIANTS if v in result["summary"]]
-    result["summary"], result["comparisons"] = summarise(result["runs"], order)
+    result["summary"], result["comparisons"] = summarise(result["runs"], [v for v in VARIANTS if v in result["summary"]])
     atomic_write_text(path, json.dumps(result, indent=2))
     atomic_write_text(out / "ablation.md", markdown(result))
     print(json.dumps({"summary": result["summary"], "comparisons": result["comparisons"]}, indent=2))

@@ -45,9 +45,10 @@ def test_executed_in_order_with_outputs(path):
 
 
 #: extra -> the modules it provides (pyproject.toml's optional dependencies a chapter may need)
-EXTRA_MODULES = {"widgets": {"ipywidgets"}, "deploy": {"onnx", "onnxruntime", "onnxscript"}}
+EXTRA_MODULES = {"widgets": {"ipywidgets"}, "deploy": {"onnx", "onnxruntime", "onnxscript"}, "video": {"av"}}
 #: package modules that need an extra (they import it)
-PACKAGE_MODULE_EXTRAS = {"bore_depth_lite.deploy": "deploy", "bore_depth_lite.explore": "widgets"}
+PACKAGE_MODULE_EXTRAS = {"bore_depth_lite.deploy": "deploy", "bore_depth_lite.explore": "widgets",
+                         "bore_depth_lite.video": "video"}
 
 
 def _extras_needed(nb) -> set[str]:
