@@ -245,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --int8-keep-fp32 {args.int8_keep_fp32}: expected a count >= 0, used with --backend onnxruntime "
               "--precision int8 only", file=sys.stderr)
         return 2
-    intrinsics = tuple(args.intrinsics) if args.intrinsics else (args.preset if args.ply else None)
-    if args.ply and intrinsics == "none":
+    # the camera of the point clouds: yours, else the preset's (--preset none names none)
+    camera = tuple(args.intrinsics) if args.intrinsics else None if args.preset == "none" else args.preset
+    intrinsics = camera if args.ply else None
+    if args.ply and camera is None:
         print("error: --ply with --preset none needs --intrinsics FX FY CX CY (there is no preset camera)", file=sys.stderr)
         return 2
     if args.stride < 1 or (args.max_frames is not None and args.max_frames < 1) or args.fuse_every < 0:
@@ -317,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {args.out}: cannot write there ({type(err).__name__}: {err.strerror or err}); "
               "expected a writable folder", file=sys.stderr)
         return 2
-    camera = None if args.preset == "none" else args.preset
-    pose_net, video_intrinsics = None, tuple(args.intrinsics) if args.intrinsics else camera
+    pose_net, video_intrinsics = None, camera
     if videos:
         pose_net, why = _pose_net(args, device)
         if pose_net is None:
