@@ -98,3 +98,41 @@ def test_int8_for_tensorrt_is_symmetric_with_zero_points_of_zero(tmp_path):
     symmetric = zero_points(models[True])
     assert symmetric and all(z.dtype == np.int8 and not z.any() for z in symmetric)
     assert any(z.dtype == np.uint8 for z in zero_points(models[False]))   # the CPU default: u8 with a zero point
+
+
+@pytest.mark.slow
+def test_ort_profile_benchmark_writes_profiles_latency_and_floor(tmp_path):
+    out = tmp_path / "profile.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "ort_profile.py"), "--config", "tiny", "--size", "64x96",
+           "--variant", "baseline,default,no_spinning", "--threads", "1", "2", "--rounds", "2", "--sessions", "2",
+           "--warmup", "1", "--profile-runs", "1", "--top", "3", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert json.loads(run.stdout) == result and "[ort_profile]" in run.stderr   # JSON on stdout, progress on stderr
+    assert result["machine"]["model"] and "avx" in result["machine"]["flags"] and len(result["load_average_start"]) == 3
+    assert result["parity_vs_torch"]["default"]["max_rel"] < 1e-4
+    optimised = result["optimised_graph_operators"]["default"]
+    assert optimised["ReorderInput"] > 0 and "Erf" not in optimised   # NCHWc layout; GELU fused
+    assert result["variants"]["baseline"]["options"] == {"session.intra_op.allow_spinning": "1"}
+    floor = result["compute_floor"]
+    assert len(floor["gemm_measurements"]) == 3   # before each thread count and at the end
+    assert floor["1_thread"]["floor_ms"] > 0 and floor["2_threads"]["floor_ms"] > 0
+    for key, clock in (("1_thread", "thread CPU time"), ("2_threads", "wall-clock")):
+        entry = result["by_threads"][key]
+        assert entry["clock"] == clock and set(entry["latency"]) == {"baseline", "default", "no_spinning"}
+        for name, row in entry["latency"].items():
+            assert row["runs"] == 2 and row["median_ms"] > 0 and len(row["session_medians_ms"]) == 2
+            assert row["over_floor"] > 0 and (name == "baseline") == ("vs_baseline" not in row)
+        profile = entry["profile"]["default"]
+        shares = [r["share"] for r in profile["op_types"]]
+        assert shares == sorted(shares, reverse=True) and abs(sum(shares) - 1) < 0.01
+        assert sum(r["nodes"] for r in profile["op_types"]) == profile["nodes_run"] and len(profile["top_nodes"]) == 3
+    one = result["by_threads"]["1_thread"]["profile"]["default"]
+    total = one["cpu_ms_per_run_median"]
+    assert abs(sum(r["cpu_ms"] for r in one["op_types"]) - total) < 0.05 * total
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)   # an existing --out is not replaced
+    assert again.returncode == 1 and "--overwrite" in again.stderr and json.loads(out.read_text()) == result
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "ort_profile.py"), "--variant", "baseline,nope"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "unknown ['nope']" in bad.stderr

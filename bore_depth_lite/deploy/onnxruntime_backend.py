@@ -36,7 +36,8 @@ def ort_available_providers() -> list[str]:
 
 
 def make_session(onnx_path: str | os.PathLike, provider: str = "cpu", threads: int | None = 2,
-                 optimization: str = "all", profile_prefix: str | None = None):
+                 optimization: str = "all", profile_prefix: str | None = None, options: dict | None = None,
+                 spinning: bool = True):
     """An ``onnxruntime.InferenceSession`` with graph optimisation.
 
     Args:
@@ -46,6 +47,18 @@ def make_session(onnx_path: str | os.PathLike, provider: str = "cpu", threads: i
         optimization: ``"all"`` (layout transforms + fusions; ORT_ENABLE_ALL), ``"extended"``,
             ``"basic"`` or ``"none"``.
         profile_prefix: write an ORT per-operator profile with this file prefix.
+        options: further session settings, applied last: a key with a dot is a session
+            configuration entry (``{"session.intra_op.allow_spinning": "0"}``), any other key an
+            ``onnxruntime.SessionOptions`` attribute (``{"enable_mem_pattern": False}``,
+            ``{"optimized_model_filepath": "opt.onnx"}``). ``bench/ort_profile.py`` measures them.
+        spinning: let idle pool threads spin-wait for work (ORT's default) instead of sleeping.
+            Which is faster depends on whether the cores are free. Paper DepthNet, 256×320,
+            2 threads, 2-core Zen 3: on a quiet machine spinning is faster (158 vs 178 ms,
+            −21 ms, 95 % interval −25…−12; bench/results/ort_spinning_quiet_epyc_zen3.json);
+            with other processes busy the spinning thread burns the process's share of the
+            cores and it is slower (650 vs 526 ms; bench/results/ort_profile_epyc_zen3.json,
+            where "default" is the session without spinning). Pass ``spinning=False`` on a
+            shared, loaded machine. One thread has no pool threads: no effect there.
     """
     import onnxruntime as ort
 
@@ -68,6 +81,16 @@ def make_session(onnx_path: str | os.PathLike, provider: str = "cpu", threads: i
         so.enable_profiling = True
         so.profile_file_prefix = str(profile_prefix)
     so.log_severity_level = 3  # keep warnings about hardware-specific rewrites out of notebooks
+    if "session.intra_op.allow_spinning" not in (options or {}):
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")  # see ``spinning``
+    for key, value in (options or {}).items():
+        if "." in key:
+            so.add_session_config_entry(key, str(value))
+        elif hasattr(so, key):
+            setattr(so, key, value)
+        else:
+            raise ValueError(f"options: {key!r} is neither a SessionOptions attribute nor a configuration entry "
+                             "(entries have dotted names, e.g. 'session.intra_op.allow_spinning')")
     if provider == "cpu":
         providers = ["CPUExecutionProvider"]
     elif provider == "cuda":
