@@ -1,12 +1,13 @@
 """How far a shipped network's accuracy falls from the scenes it learnt to scenes it never saw → JSON.
 
-Usage: python bench/generalisation.py [--name tiny-driving] [--every 6] [--scenes N] [--out FILE]
+Usage: python bench/generalisation.py [--name tiny-driving] [--every 6] [--scenes N] [--out FILE [--overwrite]]
 
 Re-renders the training scenes of the network's recipe (the training world stores no depth, so
 they are rendered again with it) and scores every ``--every``-th frame under the world's protocol
 (median scaling), beside the run's validation images (the training world's test folder, as
-``bore-depth-train`` validates) and the two held-out splits that ``make_pretrained.py`` recorded. A network that scores far better on its training scenes than on unseen ones is
-limited by its data, not by its objective: more scenes is then the lever to try.
+``bore-depth-train`` validates) and the two held-out splits that ``make_pretrained.py`` recorded.
+A network that scores far better on its training scenes than on unseen ones is limited by its
+data, not by its objective: more scenes is then the lever to try.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def scene_scores(net, preset: str, size: tuple[int, int], seed: int, group: int,
 
 def main(argv: list[str] | None = None) -> dict:
     from bore_depth_lite.evaluate import evaluate_depth_net
+    from bore_depth_lite.fileio import atomic_write_text, check_output_file
     from bore_depth_lite.pretrained import PRETRAINED, load_pretrained, pretrained_info
     from bore_depth_lite.data.cache import ensure_synthetic
     from bore_depth_lite.data.datasets import TestDataset
@@ -52,13 +54,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", default="tiny-driving", choices=sorted(PRETRAINED))
     parser.add_argument("--every", type=int, default=6, help="score every N-th frame of each scene")
     parser.add_argument("--scenes", type=int, default=None, help="score only the first N training scenes")
-    parser.add_argument("--out", type=Path, help="also write the JSON here (refuses to overwrite)")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     for flag, value in (("--every", args.every), ("--scenes", args.scenes)):
         if value is not None and value < 1:
             parser.error(f"{flag}: expected an integer >= 1, found {value}")
-    if args.out and args.out.exists():
-        parser.error(f"--out {args.out}: exists; choose another name (earlier results are never overwritten)")
+    if args.out:
+        try:
+            check_output_file(args.out, "--out", overwrite=args.overwrite)
+        except ValueError as err:
+            parser.error(str(err))
     torch.manual_seed(0)
     info, net = pretrained_info(args.name), load_pretrained(args.name)
     recipe = info["recipe"]
@@ -81,8 +87,6 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        from bore_depth_lite.fileio import atomic_write_text
-
         atomic_write_text(args.out, text + "\n")
     return result
 

@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # The paper configuration (8.7 M parameters) is stored in fp16 to keep the asset small (17 MB);
     # it is scored with those very weights (rounded, back in fp32), so its recorded metrics reproduce.
-    depth_dtype = "float32" if recipe["model"] == "tiny" else "float16"
-    depth_net = trainer.depth_net.cpu() if depth_dtype == "float32" else copy.deepcopy(trainer.depth_net).cpu().half().float()
+    half = recipe["model"] != "tiny"
+    depth_net = copy.deepcopy(trainer.depth_net).cpu().half().float() if half else trainer.depth_net.cpu()
     test_config, fresh_config = splits_for(name)
     preset = WORLDS[name]
     split, fresh = test_split(test_config), test_split(fresh_config)
@@ -110,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
              "baselines": {"untrained": scores["untrained"], "constant": scores["constant"]},
              "fresh_split": asdict(fresh_config),
              "fresh": {"trained": score(depth_net, fresh, preset), "untrained": score(untrained, fresh, preset)},
-             "history": trainer.history, "pose_net_dtype": "float16", "depth_net_dtype": depth_dtype}
+             "history": trainer.history, "pose_net_dtype": "float16",
+             "depth_net_dtype": "float16" if half else "float32"}
     # The PoseNet rides along for trajectories (bore-depth-infer on a video); stored in fp16 to keep
     # the asset small.
     pose_half = copy.deepcopy(trainer.pose_net).cpu().half()
-    stored = depth_net if depth_dtype == "float32" else depth_net.half()
-    save_checkpoint(out, stored.eval(), pose_half.eval(), extra=extra)
+    save_checkpoint(out, (depth_net.half() if half else depth_net).eval(), pose_half.eval(), extra=extra)
     print(json.dumps({k: extra[k] for k in ("metrics", "baselines", "fresh", "protocol", "test_images")}, indent=2))
     return 0
 
