@@ -43,8 +43,8 @@ def tiny_onnx(tmp_path_factory, tiny_net):
             "dynamic": export_onnx(tiny_net, folder / "dynamic.onnx", SIZE, dynamic=True).path, "folder": folder}
 
 
-def _rendered(size, n=1, seed=3) -> torch.Tensor:
-    return torch.cat([preprocess(rgb, None) for rgb in render_sequence("indoor", n, size[0], size[1], seed=seed).rgb])
+def _rendered(size, n=1, seed=3, preset="indoor") -> torch.Tensor:
+    return torch.cat([preprocess(rgb, None) for rgb in render_sequence(preset, n, size[0], size[1], seed=seed).rgb])
 
 
 def _relative_change(a: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
@@ -112,7 +112,8 @@ def test_threads_and_latency_hint_reach_the_plugin(tiny_onnx):
 
 @pytest.fixture(scope="module")
 def trained_int8(tmp_path_factory):
-    """The shipped trained tiny network: fp32 and NNCF-INT8 OpenVINO backends, and rendered test frames."""
+    """The shipped trained tiny network (driving): fp32 and NNCF-INT8 OpenVINO backends, calibrated and
+    tested on frames of its own world."""
     warnings.filterwarnings("ignore")
     logging.getLogger().setLevel(logging.ERROR)
     from bore_depth_lite.pretrained import load_pretrained
@@ -120,21 +121,23 @@ def trained_int8(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ov_int8")
     path = export_onnx(load_pretrained(), folder / "trained.onnx", INT8_SIZE).path
     ir = folder / "trained_int8.xml"
-    quantize_int8_openvino(path, synthetic_calibration_images(8, INT8_SIZE), out_path=ir)
+    quantize_int8_openvino(path, synthetic_calibration_images(8, INT8_SIZE, preset="driving"), out_path=ir)
     return {"onnx": path, "ir": ir, "fp32": OpenVinoBackend(path, "fp32", threads=2),
-            "int8": OpenVinoBackend(ir, "int8", threads=2), "frames": _rendered(INT8_SIZE, n=3)}
+            "int8": OpenVinoBackend(ir, "int8", threads=2), "frames": _rendered(INT8_SIZE, n=3, preset="driving")}
 
 
 def test_int8_on_the_shipped_network_stays_within_its_bound(trained_int8):
-    """NNCF INT8 (calibrated on ORT's 8 frames) moves the shipped network's depth by a median 7-8 %
-    on rendered frames (measured on an AVX2 EPYC); 15 % leaves room for other CPUs' kernels."""
+    """NNCF INT8 (calibrated on 8 driving frames, as ORT's INT8 in chapter 8) moves the shipped driving
+    network's depth by a median 2.6 % on rendered driving frames (measured on an AVX2 EPYC; calibrated
+    on indoor frames instead, 16-20 %: calibrate on the deployed world); 8 % leaves room for other
+    CPUs' kernels."""
     fp32, int8 = trained_int8["fp32"], trained_int8["int8"]
     assert int8.prequantized
     assert "FakeQuantize" in {op.get_type_name() for op in ov.Core().read_model(str(trained_int8["ir"])).get_ops()}
     x = trained_int8["frames"]
     change = _relative_change(int8(x), fp32(x))
     assert np.isfinite(change).all()
-    assert 1e-3 < float(np.median(change)) < 0.15, float(np.median(change))
+    assert 1e-3 < float(np.median(change)) < 0.08, float(np.median(change))
 
 
 def test_int8_ir_runs_as_is_and_refuses_other_precisions(trained_int8):

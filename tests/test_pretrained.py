@@ -90,7 +90,8 @@ def test_the_shipped_posenet_loads_for_trajectories(name):
 
 def test_generalisation_bench_scores_training_scenes_against_unseen_ones(tmp_path):
     """bench/generalisation.py: the shipped driving network fits its own training scenes better than
-    the scenes it never saw (the data, not the objective, limits it: the learning-curve README)."""
+    the scenes it never saw (on 8 scenes by a factor 0.57, on the 32 it now learns from 0.82 over
+    all of them: the learning-curve README)."""
     spec = importlib.util.spec_from_file_location("generalisation", ROOT / "bench" / "generalisation.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -98,7 +99,7 @@ def test_generalisation_bench_scores_training_scenes_against_unseen_ones(tmp_pat
     result = bench.main(["--name", "tiny-driving", "--every", "12", "--scenes", "4", "--out", str(out)])
     scores = result["abs_rel"]
     assert scores["training scenes"]["images"] == 8 and scores["validation images"]["images"] == 16
-    assert scores["training scenes"]["mean"] < 0.8 * scores["validation images"]["mean"]
+    assert scores["training scenes"]["mean"] < 0.95 * scores["validation images"]["mean"]
     assert scores["test split (recorded)"]["mean"] == pretrained_info("tiny-driving")["metrics"]["abs_rel"]
     with pytest.raises(SystemExit):     # an earlier result is never overwritten
         bench.main(["--name", "tiny-driving", "--out", str(out)])
