@@ -2,6 +2,7 @@
 (papermill executes the run template, the table gets its mean ± std columns)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -85,6 +86,22 @@ def test_config_rejects_unknown_keys_and_variants(tmp_path):
     shipped = ablation.load_config(ROOT / "bench" / "ablation_shipped.yaml")
     assert len(shipped["seeds"]) >= 5 and set(shipped["variants"]) == set(ablation.VARIANTS)
     TrainConfig(**shipped["train"]["options"])       # every option is a training option
+
+
+def test_shipped_sweep_runs_the_shipped_recipe():
+    """bench/ablation_shipped.yaml is the scale of `make pretrained` (data_scripts/make_pretrained.py):
+    same world, size, batch, rate, objective and steps, so its variants compare at the shipped network's scale."""
+    spec = importlib.util.spec_from_file_location("make_pretrained", ROOT / "data_scripts" / "make_pretrained.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    recipe, shipped = script.recipe_for("tiny-driving"), ablation.load_config(ROOT / "bench" / "ablation_shipped.yaml")
+    world, train = shipped["world"], shipped["train"]
+    assert (world["preset"], world["height"], world["width"]) == (recipe["synthetic_preset"], recipe["height"], recipe["width"])
+    assert (world["train_scenes"], world["frames_per_scene"]) == (recipe["synthetic_scenes"], recipe["synthetic_frames"])
+    assert (train["model"], train["batch_size"], train["lr"]) == (recipe["model"], recipe["batch_size"], recipe["lr"])
+    assert train["stage1_steps"] + train["stage2_steps"] == recipe["steps"]
+    assert all(train["options"][k] == recipe[k] for k in ("smooth_weight", "normal_weight", "mask_rank_weight",
+                                                            "normal_rank_weight"))
 
 
 @pytest.mark.slow
