@@ -27,7 +27,7 @@ def _check_boundaries(name: str, trained: dict, untrained: dict) -> None:
     the driving network's edges are real occluding contours (scale-invariant F1); the indoor
     network's sit nearer the true edges than an untrained network's noise (ε_acc), but its F1 stays
     near 0: its depth changes too gradually at the rooms' boundaries for the F1's ratio test."""
-    if name == "tiny-driving":
+    if name.endswith("-driving"):
         assert trained["boundary_f1"] > untrained["boundary_f1"] + 0.05
     else:
         assert trained["dbe_acc"] < 0.8 * untrained["dbe_acc"] and trained["boundary_f1"] < 0.05
@@ -47,7 +47,9 @@ def test_every_shipped_network_has_its_recipe_in_the_script():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_is_small_enough_to_ship(name):
-    assert pretrained_path(name).stat().st_size < 8 * 2**20
+    """tiny DepthNets are stored in fp32 (5 MB), the paper configuration in fp16 (about 21 MB); PoseNets in fp16."""
+    limit_mib = 8 if pretrained_info(name)["recipe"]["model"] == "tiny" else 24
+    assert pretrained_path(name).stat().st_size < limit_mib * 2**20
 
 
 @pytest.mark.parametrize("name", NAMES)
