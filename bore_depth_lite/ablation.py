@@ -17,8 +17,10 @@ Steps:
    and ``<out>/ablation.md``; the first seed's predictions on one test image go to
    ``<out>/ablation_samples.npz`` (the chapter's boundary crops).
 
-A run whose ``metrics.json`` exists with the same parameters is not repeated (an interrupted
-sweep resumes). The JSON is printed on stdout at the end (bench/ convention).
+A run whose ``metrics.json`` exists with the same parameters, or whose record beside its notebook in
+``<runs>/`` matches (:mod:`bore_depth_lite.ablation_runs`), is not repeated: an interrupted sweep
+resumes, and a long one advances over several sittings that commit their runs folder. The JSON is
+printed on stdout at the end (bench/ convention).
 """
 from __future__ import annotations
 
@@ -36,10 +38,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .ablation_runs import execute_run, finished_metrics, record_key, recorded_sample, shrink_notebook
 from .fileio import atomic_write_text
 
-TEMPLATE = Path(__file__).resolve().parent / "assets" / "ablation_run.ipynb"
 VARIANTS = ("stage1", "plain", "two_stage", "joint")
+RUN_ORDER = ("stage1", "two_stage", "plain", "joint")
 STAGE2_VARIANTS = ("two_stage", "joint")
 METRICS = ("abs_rel", "delta1", "dbe_acc", "dbe_comp", "boundary_f1")
 #: Tabulated beside the metrics, never compared: how many edge pixels ε_DBE found and had to find.
@@ -157,42 +160,16 @@ def run_parameters(config: dict[str, Any], variant: str, seed: int, world: Path,
     return params
 
 
-def execute_run(params: dict[str, Any], notebook: Path, resume: bool, cell_timeout_s: int) -> dict[str, Any]:
-    import papermill
-
-    out = Path(params["out_dir"])
-    metrics, stamp = out / "metrics.json", out / "parameters.json"
-    if resume and metrics.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == params \
-            and notebook.is_file():
-        return json.loads(metrics.read_text())
-    notebook.parent.mkdir(parents=True, exist_ok=True)
-    # A run continues from its checkpoints only if it was started with these same parameters; the
-    # stamp lives beside its folder, which a fresh start empties.
-    started = out.parent / f"{out.name}.started.json"
-    resume = resume and started.is_file() and json.loads(started.read_text()) == params
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(started, json.dumps(params))
-    papermill.execute_notebook(str(TEMPLATE), str(notebook), parameters={**params, "resume": resume}, kernel_name="python3",
-                               cwd=os.getcwd(), progress_bar=False, log_output=False,
-                               execution_timeout=cell_timeout_s)   # a stalled cell fails with its source, never hangs
-    if not metrics.is_file():
-        raise RuntimeError(f"{notebook}: the run finished but wrote no {metrics}")
-    atomic_write_text(stamp, json.dumps(params))
-    return json.loads(metrics.read_text())
-
-
-def shrink_notebook(path: Path, max_image_bytes: int = 60_000) -> None:
-    """Keep committed run notebooks small: drop oversized images, keep text outputs."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if len(data.get("image/png", "")) > max_image_bytes:
-                del data["image/png"]
-                data["text/plain"] = "<figure dropped to keep the committed notebook small>"
-    nbformat.write(nb, path)
+def stage1_needed_again(config: dict[str, Any], variant: str, seed: int, world: Path, teacher: Path | None,
+                        work: Path, runs_dir: Path) -> bool:
+    """A recorded stage1 run must train again when two_stage still has to start from its checkpoint, which
+    went with an earlier sitting's training folder."""
+    if variant != "stage1" or "two_stage" not in config["variants"]:
+        return False
+    two_stage = run_parameters(config, "two_stage", seed, world, teacher, work)
+    notebook = runs_dir / f"two_stage-seed{seed}.ipynb"
+    return not Path(two_stage["init_from"]).is_file() and \
+        finished_metrics(two_stage, notebook, record_key(two_stage, config)) is None
 
 
 def mean_std(values: list[float]) -> dict[str, Any]:
@@ -279,7 +256,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect_samples(config: dict[str, Any], world: Path, work: Path, out: Path, runs: list[dict]) -> None:
+def collect_samples(config: dict[str, Any], world: Path, work: Path, runs_dir: Path, out: Path,
+                    runs: list[dict]) -> None:
     """The first seed's predictions on one test image, with the image and its true edges."""
     from .data.datasets import TestDataset
 
@@ -292,7 +270,8 @@ def collect_samples(config: dict[str, Any], world: Path, work: Path, out: Path, 
               "boundary": item["boundary"][0].numpy().astype(bool)}
     for r in runs:
         if r["seed"] == seed:
-            arrays[f"pred_{r['variant']}"] = np.load(work / f"{r['variant']}-seed{seed}" / "sample_depth.npy")
+            arrays[f"pred_{r['variant']}"] = recorded_sample(runs_dir / f"{r['variant']}-seed{seed}.ipynb",
+                                                             work / f"{r['variant']}-seed{seed}" / "sample_depth.npy")
     tmp = out / "ablation_samples.tmp.npz"
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, out / "ablation_samples.npz")
@@ -360,12 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
 
     def run_seed(seed: int) -> None:
-        # a seed's variants run in order (two_stage starts from stage1's checkpoint); seeds are independent
-        for variant in order:
+        # a seed's variants run in order, two_stage right after stage1 (it starts from stage1's checkpoint);
+        # seeds are independent
+        for variant in sorted(order, key=RUN_ORDER.index):
             params = run_parameters(config, variant, seed, world, teacher, work)
             notebook = runs_dir / f"{variant}-seed{seed}.ipynb"
+            resume = not args.no_resume and not stage1_needed_again(config, variant, seed, world, teacher, work, runs_dir)
             t = time.perf_counter()
-            result = execute_run(params, notebook, resume=not args.no_resume, cell_timeout_s=config["cell_timeout_s"])
+            result = execute_run(params, notebook, record_key(params, config), resume=resume,
+                                 cell_timeout_s=config["cell_timeout_s"])
             shrink_notebook(notebook)
             with lock:
                 runs.append(result)
@@ -391,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation.json", json.dumps(result, indent=2))
     atomic_write_text(out / "ablation.md", markdown(result))
-    collect_samples(config, world, work, out, runs)
+    collect_samples(config, world, work, runs_dir, out, runs)
     print(json.dumps({"summary": summary, "not_run": not_run, "seconds": result["seconds"]}, indent=2))
     return 0
 

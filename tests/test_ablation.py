@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -146,3 +147,17 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert len(before) == len(ran)
     assert ablation.main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("*-seed0/metrics.json")} == before
+
+    # A later sitting without the training folder: the records beside the notebooks stand for the runs.
+    for variant in ran:
+        assert (runs_dir / f"{variant}-seed0.json").is_file() and (runs_dir / f"{variant}-seed0.sample.npy").is_file()
+    shutil.rmtree(work)
+    assert ablation.main(args) == 0
+    assert not list(work.glob("*-seed0/metrics.json"))                 # nothing trained again
+    again = json.loads((out / "ablation.json").read_text())
+    assert again["runs"] == result["runs"] and again["summary"] == result["summary"]
+    assert np.array_equal(np.load(out / "ablation_samples.npz")["pred_stage1"], samples["pred_stage1"])
+    # two_stage starts from stage1's checkpoint: without its record, stage1 trains again to provide it.
+    (runs_dir / "two_stage-seed0.json").unlink()
+    assert ablation.main(args) == 0
+    assert sorted(p.parent.name for p in work.glob("*-seed0/metrics.json")) == ["stage1-seed0", "two_stage-seed0"]
