@@ -18,7 +18,7 @@ help:
 	@echo "make notebooks  re-execute every chapter and store its outputs in place"
 	@echo "make data       write the default synthetic data set to data/synthetic"
 	@echo "make bench      run the benchmarks (JSON on stdout)"
-	@echo "make pretrained train the shipped small DepthNets, driving and indoor (bore_depth_lite/assets), with their metrics"
+	@echo "make pretrained train the shipped DepthNets: tiny driving and indoor, paper driving (bore_depth_lite/assets), with their metrics"
 	@echo "make teacher    train the embedded semantic teacher on the synthetic labels (runs/teacher)"
 	@echo "make ablation   the paper's ablations on the synthetic world (bench/ablation.yaml)"
 
@@ -80,7 +80,8 @@ data: env
 
 pretrained: env
 	$(call stage,train the shipped DepthNets,$(BIN)/python data_scripts/make_pretrained.py --name tiny-driving && \
-	  $(BIN)/python data_scripts/make_pretrained.py --name tiny-indoor)
+	  $(BIN)/python data_scripts/make_pretrained.py --name tiny-indoor && \
+	  $(BIN)/python data_scripts/make_pretrained.py --name paper-driving)
 
 teacher: env
 	$(call stage,train the semantic teacher,$(BIN)/python -m bore_depth_lite.train --teacher-only --out runs/teacher)

@@ -30,7 +30,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 #: shipped with the package so that a chapter runs from any folder, Colab included.
 RESULTS = ASSETS / "results"
 #: name -> file in ASSETS
-PRETRAINED: dict[str, str] = {"tiny-driving": "depthnet_tiny_driving.pt", "tiny-indoor": "depthnet_tiny_indoor.pt"}
+PRETRAINED: dict[str, str] = {"tiny-driving": "depthnet_tiny_driving.pt", "tiny-indoor": "depthnet_tiny_indoor.pt",
+                              "paper-driving": "depthnet_paper_driving.pt"}
 DEFAULT = "tiny-driving"
 
 
