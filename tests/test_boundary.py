@@ -246,3 +246,33 @@ def test_dde_bad_inputs():
         directed_depth_error([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="pred has 1 NaN"):
         directed_depth_error([1.0, 2.0], [1.0, np.nan])
+
+
+def test_boundary_ceiling_bench_the_sky_sets_what_the_truth_scores(tmp_path):
+    """bench/boundary_ceiling.py: the true depth scored as a prediction on a street finds few edges
+    while its sky is missing (a hole creates no edge), far more with the sky at the far limit, and
+    fewer again with the sky farther (every jump a smaller share of the range); indoors, with no
+    sky, the three agree. On 2 images of each world (recorded on 32: 117 / 366 / 224 edge pixels)."""
+    import importlib.util
+    from pathlib import Path
+
+    from bore_depth_lite.data.cache import ensure_synthetic
+    from bore_depth_lite.data.datasets import TestDataset
+    from bore_depth_lite.data.generate import SyntheticConfig
+
+    spec = importlib.util.spec_from_file_location(
+        "boundary_ceiling", Path(__file__).resolve().parents[1] / "bench" / "boundary_ceiling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    scores = {}
+    for preset in ("driving", "indoor"):
+        config = SyntheticConfig(preset=preset, height=96, width=160, seed=7, train_scenes=0, val_scenes=0,
+                                 test_scenes=1, test_frames_per_scene=2)
+        scores[preset] = bench.oracle_scores(TestDataset(ensure_synthetic(config, tmp_path / preset)))
+    street = scores["driving"]
+    missing, at_80, at_200 = (street[f"truth, sky {s}"] for s in ("missing", "at 80 m", "at 200 m"))
+    assert missing["dbe_edges_pred"] < 0.6 * at_80["dbe_edges_pred"] and missing["dbe_comp"] > at_80["dbe_comp"] + 1
+    assert at_200["dbe_edges_pred"] < 0.9 * at_80["dbe_edges_pred"] and at_200["dbe_comp"] > at_80["dbe_comp"]
+    room = scores["indoor"]
+    assert room["truth, sky missing"] == room["truth, sky at 80 m"] == room["truth, sky at 200 m"]
+    assert room["truth, sky missing"]["dbe_edges_pred"] > 0.8 * room["truth, sky missing"]["dbe_edges_gt"]
