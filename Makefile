@@ -48,8 +48,12 @@ chromium:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium is missing and cannot be installed here (not root): the browser test will say so"; }
 
+# Two pytest workers on a 2-core machine: many tests wait on a kernel, a subprocess or one thread.
+# --dist loadscope keeps a module on one worker, so a module-scoped fixture (the reader's venv
+# of test_chapters_alone) is built once. TEST_WORKERS=0 runs the tests in this process.
+TEST_WORKERS ?= 2
 test-package: env
-	$(call stage,package tests,$(BIN)/pytest -q tests -m "not site")
+	$(call stage,package tests,$(BIN)/pytest -q tests -m "not site" -n $(TEST_WORKERS) --dist loadscope)
 
 # nbval re-executes the chapters on another CPU kernel path than the one that stored their outputs
 # (1 thread, the CPU's widest ATen and oneDNN kernels), so that an output which holds only on one
