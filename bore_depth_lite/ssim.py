@@ -55,7 +55,11 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window_size: int = 3, window: str = "
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)
     stacked = F.pad(stacked, (pad, pad, pad, pad), mode="reflect")
     if window == "box":
-        moments = F.avg_pool2d(stacked, window_size, stride=1)  # much faster than a grouped conv on CPU
+        # A depth-wise convolution with uniform weights, not avg_pool2d: the same means (to 4e-7),
+        # and 4-9x faster forward + backward on CPU (bench/bench_ssim.py).
+        n = stacked.shape[1]
+        moments = F.conv2d(stacked, stacked.new_full((n, 1, window_size, window_size), 1.0 / window_size ** 2),
+                           groups=n)
     else:
         w1 = _window_1d(window, window_size, sigma, x)
         n = stacked.shape[1]

@@ -324,3 +324,17 @@ def test_stage1_loss_runs_in_fp32_under_autocast(triplet):
     torch.testing.assert_close(out["loss"], ref["loss"])
     # half-precision *inputs* are rounded (depth to 1e-3 relative) but the computation is fp32
     torch.testing.assert_close(half["loss"], ref["loss"], rtol=2e-2, atol=0)
+
+
+def test_ssim_bench_times_both_ways_and_they_agree():
+    """bench/bench_ssim.py: avg_pool2d and the depth-wise convolution that replaced it in ssim() give
+    the same local means (the script refuses to time two ways that differ by more than 1e-6)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_ssim", Path(__file__).resolve().parents[1] / "bench" / "bench_ssim.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--height", "12", "--width", "20", "--batch", "1", "--threads", "1", "--repeats", "2"])
+    assert [(r["window"], r["threads"]) for r in result["runs"]] == [(3, 1), (7, 1)]
+    assert all(r["max_difference"] <= 1e-6 and r["depthwise_conv_forward_backward_ms"] > 0 for r in result["runs"])
