@@ -36,15 +36,23 @@ def record_paths(notebook: Path) -> tuple[Path, Path]:
     return notebook.with_suffix(".json"), notebook.with_suffix(".sample.npy")
 
 
-def finished_metrics(params: dict[str, Any], notebook: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The metrics of this run if it already finished (in ``work``, or recorded in the runs folder), else None."""
-    if not notebook.is_file():
-        return None
+def metrics_in_work(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics a run with exactly ``params`` left in its training folder, else None."""
     out = Path(params["out_dir"])
     metrics, stamp = out / "metrics.json", out / "parameters.json"
     if metrics.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == params:
-        result = json.loads(metrics.read_text())
-        write_record(notebook, key, result, out / "sample_depth.npy")   # runs finished before records existed
+        return json.loads(metrics.read_text())
+    return None
+
+
+def finished_metrics(params: dict[str, Any], notebook: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics of this run if it already finished (in ``work``, or recorded in the runs folder), else None.
+
+    Reads only; :func:`execute_run` writes the record of a run found finished in ``work``.
+    """
+    if not notebook.is_file():
+        return None
+    if (result := metrics_in_work(params)) is not None:
         return result
     record, _ = record_paths(notebook)
     if record.is_file():
@@ -74,6 +82,8 @@ def execute_run(params: dict[str, Any], notebook: Path, key: dict[str, Any], res
     import papermill
 
     if resume and (done := finished_metrics(params, notebook, key)) is not None:
+        if metrics_in_work(params) is not None:    # (re)write its record: runs finished before records existed
+            write_record(notebook, key, done, Path(params["out_dir"]) / "sample_depth.npy")
         return done
     out = Path(params["out_dir"])
     metrics, stamp = out / "metrics.json", out / "parameters.json"
