@@ -12,9 +12,9 @@ from torch import nn
 from bore_depth_lite.data.synthetic import render_sequence
 from bore_depth_lite.deploy import (OnnxRuntimeBackend, TensorRTUnavailable, check_parity, export_onnx, make_backend,
                                     onnx_operator_counts, prepare_for_export, tensorrt_status, trtexec_commands)
-from bore_depth_lite.deploy.accuracy import precision_table, synthetic_test_split
+from bore_depth_lite.deploy.accuracy import precision_backends, precision_table, synthetic_test_split
 from bore_depth_lite.deploy.export import ConcatDepthwiseSCE, SliceReflectConv2d
-from bore_depth_lite.deploy.onnxruntime_backend import (convert_to_fp16, depthwise_conv_nodes, int8_sensitivity,
+from bore_depth_lite.deploy.onnxruntime_backend import (depthwise_conv_nodes, int8_sensitivity,
                                                         quantize_int8, synthetic_calibration_images)
 from bore_depth_lite.models import DepthNet, SCEBlock
 from bore_depth_lite.models.mpvit import PathEncoder
@@ -185,16 +185,16 @@ def test_export_argument_errors(tiny_net, tmp_path):
 def test_fp16_and_int8_run_within_accuracy_bounds(exported, tiny_net):
     warnings.filterwarnings("ignore")
     logging.getLogger().setLevel(logging.ERROR)
-    folder, fp32 = exported["folder"], exported["static"].path
-    fp16 = convert_to_fp16(fp32, folder / "tiny_fp16.onnx")
-    int8 = quantize_int8(fp32, folder / "tiny_int8.onnx", synthetic_calibration_images(4, SIZE))
-    frames = synthetic_test_split(1, 2, SIZE)
-    rows = precision_table({"fp32": OnnxRuntimeBackend(fp32), "fp16": OnnxRuntimeBackend(fp16),
-                            "int8": OnnxRuntimeBackend(int8)}, frames)
-    assert rows["fp32"]["abs_rel_change"] == 0.0
-    assert 0 < rows["fp16"]["depth_change"] < 1e-2
-    assert 0 < rows["int8"]["depth_change"] < 0.1
-    assert abs(rows["fp16"]["abs_rel_change"]) < 0.01 and abs(rows["int8"]["abs_rel_change"]) < 0.1
+    fp32 = exported["static"].path
+    backends = precision_backends(tiny_net, fp32, synthetic_calibration_images(4, SIZE))
+    assert list(backends) == ["PyTorch fp32", "ORT fp32", "ORT fp16", "ORT int8"]
+    int8 = fp32.with_name(f"{fp32.stem}_int8.onnx")          # written beside the export
+    assert int8.is_file() and fp32.with_name(f"{fp32.stem}_fp16.onnx").is_file()
+    rows = precision_table(backends, synthetic_test_split(1, 2, SIZE))
+    assert rows["PyTorch fp32"]["abs_rel_change"] == 0.0 and rows["ORT fp32"]["depth_change"] < 1e-4
+    assert 0 < rows["ORT fp16"]["depth_change"] < 1e-2
+    assert 0 < rows["ORT int8"]["depth_change"] < 0.1
+    assert abs(rows["ORT fp16"]["abs_rel_change"]) < 0.01 and abs(rows["ORT int8"]["abs_rel_change"]) < 0.1
     assert all(np.isfinite(r["dbe_acc"]) for r in rows.values())
     ops = onnx_operator_counts(int8)
     assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0

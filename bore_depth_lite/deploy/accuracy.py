@@ -9,20 +9,39 @@ per-pixel relative change of the depth map itself.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+from torch import nn
 
 from ..data.generate import RenderedTestSet
 from ..evaluate import DepthModel, evaluate_depth_net
+from .backends import OnnxRuntimeBackend, make_backend
+from .onnxruntime_backend import convert_to_fp16, quantize_int8
 
-__all__ = ["synthetic_test_split", "precision_table", "format_precision_table"]
+__all__ = ["synthetic_test_split", "precision_backends", "precision_table", "format_precision_table"]
 
 
 def synthetic_test_split(num_scenes: int = 2, frames_per_scene: int = 2, size: tuple[int, int] = (256, 320),
                          preset: str = "indoor", seed: int = 0) -> RenderedTestSet:
     """The first ``num_scenes`` × ``frames_per_scene`` frames of the synthetic test split at ``size``."""
     return RenderedTestSet(num_scenes, frames_per_scene, size, preset, seed)
+
+
+def precision_backends(net: nn.Module, onnx_path: str | os.PathLike,
+                       calibration_images: np.ndarray) -> dict[str, DepthModel]:
+    """The backends a precision table compares: PyTorch fp32 (``net``), and ONNX Runtime fp32, fp16
+    and INT8 (all convolutions, calibrated on ``calibration_images``, (N, 3, H, W)) of ``onnx_path``,
+    the export of ``net``. The fp16 and INT8 models are written beside it (``<stem>_fp16.onnx``,
+    ``<stem>_int8.onnx``)."""
+    onnx_path = Path(onnx_path)
+    beside = lambda suffix: onnx_path.with_name(f"{onnx_path.stem}_{suffix}.onnx")  # noqa: E731
+    return {"PyTorch fp32": make_backend("torch", net),
+            "ORT fp32": OnnxRuntimeBackend(onnx_path),
+            "ORT fp16": OnnxRuntimeBackend(convert_to_fp16(onnx_path, beside("fp16"))),
+            "ORT int8": OnnxRuntimeBackend(quantize_int8(onnx_path, beside("int8"), calibration_images))}
 
 
 def precision_table(backends: Mapping[str, DepthModel], frames: RenderedTestSet,
