@@ -17,13 +17,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "data_scripts"))
 
 #: each stand-in prediction, made from the true depth (metres; 0 = no ground truth, the sky)
 ORACLES = {
@@ -34,7 +34,7 @@ ORACLES = {
 }
 
 
-def oracle_scores(dataset) -> dict[str, dict[str, float]]:
+def oracle_scores(dataset: Sequence[dict]) -> dict[str, dict[str, float]]:
     """Mean ε_acc, ε_comp and edge counts of each stand-in of :data:`ORACLES` over ``dataset``."""
     from bore_depth_lite import boundary
 
@@ -58,12 +58,15 @@ def oracle_scores(dataset) -> dict[str, dict[str, float]]:
 
 
 def recorded(scores: dict) -> dict[str, float]:
+    """The ε_DBE numbers of a network's recorded metrics (``pretrained_info``), rounded as the stand-ins'."""
     return {k: round(scores[k], 3) for k in ("dbe_acc", "dbe_comp", "dbe_edges_pred", "dbe_edges_gt")}
 
 
 def main(argv: list[str] | None = None) -> dict:
     from bore_depth_lite.fileio import atomic_write_text, check_output_file
     from bore_depth_lite.pretrained import PRETRAINED, pretrained_info
+
+    sys.path.insert(0, str(ROOT / "data_scripts"))   # the held-out splits are make_pretrained.py's
     from make_pretrained import WORLDS, splits_for, test_split
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -81,9 +81,11 @@ def execute_run(params: dict[str, Any], notebook: Path, key: dict[str, Any], res
     """Run the template with ``params`` unless it already finished (``resume``); its metrics either way."""
     import papermill
 
+    if resume and notebook.is_file() and (done := metrics_in_work(params)) is not None:
+        # finished in work: (re)write its record, for runs that finished before records existed
+        write_record(notebook, key, done, Path(params["out_dir"]) / "sample_depth.npy")
+        return done
     if resume and (done := finished_metrics(params, notebook, key)) is not None:
-        if metrics_in_work(params) is not None:    # (re)write its record: runs finished before records existed
-            write_record(notebook, key, done, Path(params["out_dir"]) / "sample_depth.npy")
         return done
     out = Path(params["out_dir"])
     metrics, stamp = out / "metrics.json", out / "parameters.json"

@@ -54,17 +54,20 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window_size: int = 3, window: str = "
     # The five local means (x, y, x², y², xy) in one pass over the stacked maps.
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)
     stacked = F.pad(stacked, (pad, pad, pad, pad), mode="reflect")
-    if window == "box":
-        # A depth-wise convolution with uniform weights, not avg_pool2d: the same means (to 4e-7),
-        # and 4-9x faster forward + backward on CPU (bench/bench_ssim.py).
-        n = stacked.shape[1]
-        moments = F.conv2d(stacked, stacked.new_full((n, 1, window_size, window_size), 1.0 / window_size ** 2),
-                           groups=n)
-    else:
-        w1 = _window_1d(window, window_size, sigma, x)
-        n = stacked.shape[1]
-        moments = F.conv2d(stacked, w1.view(1, 1, 1, -1).expand(n, 1, 1, window_size), groups=n)
-        moments = F.conv2d(moments, w1.view(1, 1, -1, 1).expand(n, 1, window_size, 1), groups=n)
+    # Autocast would run these convolutions in bf16/fp16, where E[x²] - E[x]² cancels badly: the
+    # moments keep the inputs' dtype.
+    with torch.autocast(x.device.type, enabled=False):
+        if window == "box":
+            # A depth-wise convolution with uniform weights, not avg_pool2d: the same means (to 4e-7), and
+            # 4-9x faster forward + backward on the AVX2 Zen 3 where it was measured (bench/bench_ssim.py).
+            n = stacked.shape[1]
+            moments = F.conv2d(stacked, stacked.new_full((n, 1, window_size, window_size), 1.0 / window_size ** 2),
+                               groups=n)
+        else:
+            w1 = _window_1d(window, window_size, sigma, x)
+            n = stacked.shape[1]
+            moments = F.conv2d(stacked, w1.view(1, 1, 1, -1).expand(n, 1, 1, window_size), groups=n)
+            moments = F.conv2d(moments, w1.view(1, 1, -1, 1).expand(n, 1, window_size, 1), groups=n)
     mu_x, mu_y, e_xx, e_yy, e_xy = moments.split(c, dim=1)
     sigma_x = e_xx - mu_x * mu_x
     sigma_y = e_yy - mu_y * mu_y

@@ -32,13 +32,14 @@ def synthetic_test_split(num_scenes: int = 2, frames_per_scene: int = 2, size: t
 
 def precision_backends(net: nn.Module, onnx_path: str | os.PathLike,
                        calibration_images: np.ndarray) -> dict[str, DepthModel]:
-    """The backends a precision table compares: PyTorch fp32 (``net``), and ONNX Runtime fp32, fp16
-    and INT8 (all convolutions, calibrated on ``calibration_images``, (N, 3, H, W)) of ``onnx_path``,
-    the export of ``net``. The fp16 and INT8 models are written beside it (``<stem>_fp16.onnx``,
-    ``<stem>_int8.onnx``)."""
+    """The backends a precision table compares: PyTorch fp32 (``net``, on the CPU, with torch's thread
+    count left as it is), and ONNX Runtime fp32, fp16 and INT8 of ``onnx_path``, the export of ``net``.
+    INT8 is :func:`quantize_int8` with its defaults (every convolution except the depth-wise ones),
+    calibrated on ``calibration_images``, (N, 3, H, W). The fp16 and INT8 models are written beside
+    the export (``<stem>_fp16.onnx``, ``<stem>_int8.onnx``)."""
     onnx_path = Path(onnx_path)
     beside = lambda suffix: onnx_path.with_name(f"{onnx_path.stem}_{suffix}.onnx")  # noqa: E731
-    return {"PyTorch fp32": make_backend("torch", net),
+    return {"PyTorch fp32": make_backend("torch", net, threads=None),
             "ORT fp32": OnnxRuntimeBackend(onnx_path),
             "ORT fp16": OnnxRuntimeBackend(convert_to_fp16(onnx_path, beside("fp16"))),
             "ORT int8": OnnxRuntimeBackend(quantize_int8(onnx_path, beside("int8"), calibration_images))}
