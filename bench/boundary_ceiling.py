@@ -14,7 +14,6 @@ shipped network's recorded numbers, and those of the same network untrained, are
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -63,7 +62,7 @@ def recorded(scores: dict) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from bore_depth_lite.fileio import atomic_write_text, check_output_file
+    from bore_depth_lite.fileio import check_output_file, emit_json
     from bore_depth_lite.pretrained import PRETRAINED, pretrained_info
 
     sys.path.insert(0, str(ROOT / "data_scripts"))   # the held-out splits are make_pretrained.py's
@@ -93,10 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
                 entry[f"{name} (recorded)"] = recorded(trained)
                 entry[f"{name} untrained (recorded)"] = recorded(untrained)
             result["splits"][key] = entry
-    text = json.dumps(result, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text + "\n")
+    emit_json(result, args.out, ensure_ascii=False)
     return result
 
 

@@ -12,7 +12,6 @@ data, not by its objective: more scenes is then the lever to try.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -43,7 +42,7 @@ def scene_scores(net, preset: str, size: tuple[int, int], seed: int, group: int,
 
 def main(argv: list[str] | None = None) -> dict:
     from bore_depth_lite.evaluate import evaluate_depth_net
-    from bore_depth_lite.fileio import atomic_write_text, check_output_file
+    from bore_depth_lite.fileio import check_output_file, emit_json
     from bore_depth_lite.pretrained import PRETRAINED, load_pretrained, pretrained_info
     from bore_depth_lite.data.cache import ensure_synthetic
     from bore_depth_lite.data.datasets import TestDataset
@@ -84,10 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["abs_rel"]["test split (recorded)"] = {"mean": info["metrics"]["abs_rel"], "images": info["test_images"]}
     result["abs_rel"]["fresh split (recorded)"] = {"mean": info["fresh"]["trained"]["abs_rel"],
                                                    "images": info["test_images"]}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text + "\n")
+    emit_json(result, args.out)
     return result
 
 

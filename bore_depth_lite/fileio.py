@@ -12,14 +12,15 @@ so that whatever the list says, the file stays inside the output folder.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries",
-           "safe_member_name", "check_output_file", "check_fresh_folder", "cli_errors"]
+           "safe_member_name", "check_output_file", "check_fresh_folder", "cli_errors", "emit_json"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 _OLD_TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")   # mkstemp names before the pid was added
@@ -86,6 +87,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def emit_json(result: Any, out: str | os.PathLike | None = None, ensure_ascii: bool = True) -> str:
+    """Print ``result`` as indented JSON, as every benchmark script reports, and with ``out`` also
+    write it there (atomically; check ``out`` with :func:`check_output_file` before the work)."""
+    text = json.dumps(result, indent=2, ensure_ascii=ensure_ascii)
+    print(text)
+    if out is not None:
+        atomic_write_text(out, text + "\n")
+    return text
 
 
 def safe_member_name(name: str, where: str) -> str:
