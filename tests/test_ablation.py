@@ -161,3 +161,31 @@ def test_tiny_sweep_end_to_end(tmp_path):
     (runs_dir / "two_stage-seed0.json").unlink()
     assert ablation.main(args) == 0
     assert sorted(p.parent.name for p in work.glob("*-seed0/metrics.json")) == ["stage1-seed0", "two_stage-seed0"]
+
+
+def test_a_run_finished_in_work_is_recorded_by_execute_run_not_by_finished_metrics(tmp_path):
+    """A run that finished before records existed (metrics in its training folder, no record):
+    finished_metrics only reads it; execute_run returns it without training and writes its record."""
+    from bore_depth_lite.ablation_runs import execute_run, finished_metrics, record_paths
+
+    out = tmp_path / "work" / "stage1-seed0"
+    out.mkdir(parents=True)
+    params = {"variant": "stage1", "seed": 0, "out_dir": str(out)}
+    metrics = {"abs_rel": 0.125, "variant": "stage1", "seed": 0}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    (out / "parameters.json").write_text(json.dumps(params))
+    np.save(out / "sample_depth.npy", np.full((4, 6), 2.5, dtype=np.float32))
+    notebook = tmp_path / "runs" / "stage1-seed0.ipynb"
+    notebook.parent.mkdir()
+    notebook.write_text("{}")
+    key = {"run": {"variant": "stage1", "seed": 0}}
+    record, sample = record_paths(notebook)
+
+    assert finished_metrics(params, notebook, key) == metrics and not record.exists()
+    assert execute_run(params, notebook, key, resume=True, cell_timeout_s=1) == metrics   # no kernel started
+    assert json.loads(record.read_text()) == {"key": key, "metrics": metrics}
+    assert np.load(sample).dtype == np.float16 and float(np.load(sample)[0, 0]) == 2.5
+    # without the training folder the record stands for the run; another key does not match it
+    shutil.rmtree(out)
+    assert finished_metrics(params, notebook, key) == metrics
+    assert finished_metrics(params, notebook, {"run": {"variant": "stage1", "seed": 1}}) is None
