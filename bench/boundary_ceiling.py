@@ -44,9 +44,8 @@ def oracle_scores(dataset: Sequence[dict]) -> dict[str, dict[str, float]]:
         gt, edges = item["depth"][0].numpy(), item["boundary"][0].numpy().astype(bool)
         true_edges.append(int(edges.sum()))
         for name, make in ORACLES.items():
-            pred = make(gt)
-            acc, comp = boundary.depth_boundary_error(edges, pred)
-            rows[name].append((acc, comp, int(boundary.detect_depth_edges(pred).sum())))
+            acc, comp, found = boundary.depth_boundary_error(edges, make(gt), return_edges=True)
+            rows[name].append((acc, comp, int(found.sum())))
     result = {}
     for name, values in rows.items():
         acc, comp, found = np.array(values, dtype=float).T

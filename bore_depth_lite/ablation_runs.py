@@ -45,6 +45,16 @@ def metrics_in_work(params: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def recorded_metrics(notebook: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics in the record beside ``notebook`` if it was made for ``key``, else None."""
+    record, _ = record_paths(notebook)
+    if record.is_file():
+        data = json.loads(record.read_text())
+        if data.get("key") == key:
+            return data["metrics"]
+    return None
+
+
 def finished_metrics(params: dict[str, Any], notebook: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     """The metrics of this run if it already finished (in ``work``, or recorded in the runs folder), else None.
 
@@ -54,12 +64,7 @@ def finished_metrics(params: dict[str, Any], notebook: Path, key: dict[str, Any]
         return None
     if (result := metrics_in_work(params)) is not None:
         return result
-    record, _ = record_paths(notebook)
-    if record.is_file():
-        data = json.loads(record.read_text())
-        if data.get("key") == key:
-            return data["metrics"]
-    return None
+    return recorded_metrics(notebook, key)
 
 
 def write_record(notebook: Path, key: dict[str, Any], metrics: dict[str, Any], sample: Path) -> None:
@@ -81,12 +86,13 @@ def execute_run(params: dict[str, Any], notebook: Path, key: dict[str, Any], res
     """Run the template with ``params`` unless it already finished (``resume``); its metrics either way."""
     import papermill
 
-    if resume and notebook.is_file() and (done := metrics_in_work(params)) is not None:
-        # finished in work: (re)write its record, for runs that finished before records existed
-        write_record(notebook, key, done, Path(params["out_dir"]) / "sample_depth.npy")
-        return done
-    if resume and (done := finished_metrics(params, notebook, key)) is not None:
-        return done
+    if resume and notebook.is_file():
+        if (done := metrics_in_work(params)) is not None:
+            # finished in work: (re)write its record, for runs that finished before records existed
+            write_record(notebook, key, done, Path(params["out_dir"]) / "sample_depth.npy")
+            return done
+        if (done := recorded_metrics(notebook, key)) is not None:
+            return done
     out = Path(params["out_dir"])
     metrics, stamp = out / "metrics.json", out / "parameters.json"
     notebook.parent.mkdir(parents=True, exist_ok=True)
