@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import cpu_info  # noqa: E402  (bench/ is not a package)
 
 
 def pooled(stacked: torch.Tensor, k: int) -> torch.Tensor:
@@ -27,23 +31,6 @@ def pooled(stacked: torch.Tensor, k: int) -> torch.Tensor:
 def depthwise(stacked: torch.Tensor, k: int) -> torch.Tensor:
     n = stacked.shape[1]
     return F.conv2d(stacked, stacked.new_full((n, 1, k, k), 1.0 / (k * k)), groups=n)
-
-
-def cpu_description() -> dict[str, str]:
-    info = {"machine": platform.machine(), "model": platform.processor() or "unknown", "flags": ""}
-    try:
-        text = open("/proc/cpuinfo").read()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            info["model"] = value.strip()
-        elif key.strip() == "flags":
-            wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "fma")
-            info["flags"] = " ".join(f for f in value.split() if f in wanted)
-            break
-    return info
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -67,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("batch", "height", "width", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}: expected a positive integer, found {getattr(args, name)}")
-    result: dict = {"cpu": cpu_description(), "torch": torch.__version__, "shape": None, "runs": []}
+    result: dict = {"cpu": cpu_info(), "torch": torch.__version__, "shape": None, "runs": []}
     threads_before = torch.get_num_threads()
     try:
         time_both_ways(args, result)

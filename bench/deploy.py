@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -45,20 +44,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bore_depth_lite.fileio import atomic_write_text
 
-
-def _cpu_info() -> dict:
-    info = {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        info["model"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-        # family/model number name the micro-architecture where the model name is vague (e.g. "AMD EPYC" under KVM)
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
-        info["family_model"] = f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}"
-        flags = set(next(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")).split())
-        info["simd"] = sorted(f for f in flags if f.startswith(("avx", "fma", "amx")) or "vnni" in f)
-    except (OSError, StopIteration):
-        pass
-    return info
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import cpu_info  # noqa: E402  (bench/ is not a package)
 
 
 def _time_rounds(fns: dict, rounds: int, warmup: int, clock=time.perf_counter) -> dict[str, list[float]]:
@@ -186,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     cuda = torch.cuda.is_available()
     trt_ok, trt_reason = tensorrt_status()
     result = {"benchmark": "deploy", "config": args.config, "batch": 1, "threads": args.threads,
-              "rounds": args.rounds, "machine": _cpu_info(),
+              "rounds": args.rounds, "machine": cpu_info(),
               "load_average_start": list(os.getloadavg()),
               "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "python": sys.version.split()[0]},
               "cuda": torch.cuda.get_device_name(0) if cuda else "not available",

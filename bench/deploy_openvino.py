@@ -39,21 +39,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy import _cpu_info, _gemm_speed, _time_rounds  # noqa: E402  (bench/ is not a package)
+from deploy import _gemm_speed, _time_rounds  # noqa: E402  (bench/ is not a package)
+from machine_info import cpu_info, cpu_short_name  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _cpu_short_name(info: dict) -> str:
-    """e.g. ``epyc_zen3``: the model name's last word plus the micro-architecture from family/model."""
-    family, _, model = info.get("family_model", "?/?").partition("/")
-    zen = {"23": "zen1" if model in ("1", "17", "24") else "zen2", "25": "zen3" if model in ("1", "33", "80") else "zen4",
-           "26": "zen5"}
-    words = [w for w in info.get("model", "cpu").lower().replace("(r)", "").replace("(tm)", "").split()
-             if w not in ("amd", "intel", "processor", "cpu", "@")]
-    name = "_".join(words[:2]) or "cpu"
-    arch = zen.get(family) if "amd" in info.get("model", "").lower() else None
-    return f"{name}_{arch}" if arch else name
 
 
 def _ratios(times: dict[str, list[float]], reference: str) -> dict:
@@ -137,16 +126,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     h, w = (int(v) for v in args.size.lower().split("x"))
     setup(0, "cpu", threads=max(args.threads))
-    info = _cpu_info()
-    try:
-        info["flags_all"] = sorted(next(line.split(":", 1)[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
-                                        if line.startswith("flags")).split())
-    except (OSError, StopIteration):
-        pass
+    info = cpu_info(all_flags=True)
     flags = set(info.get("flags_all", ()))
     info["int8_dot_product"] = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}) or "none (no VNNI/AMX: u8×s8 via AVX2 vpmaddubsw)"
     info["bf16_units"] = sorted(flags & {"avx512_bf16", "amx_bf16"}) or "none"
-    info["short_name"] = _cpu_short_name(info)
+    info["short_name"] = cpu_short_name(info)
     bf16_ok, bf16_reason = openvino_bf16_status()
     result = {"benchmark": "deploy_openvino", "config": args.config, "size": f"{h}x{w}", "batch": 1,
               "rounds": args.rounds, "warmup": args.warmup, "threads": args.threads, "clock": "wall (perf_counter)",
@@ -247,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
                           "wall-clock latencies include waiting for other processes; the 1-thread rows are the steadier")
     text = json.dumps(result, indent=2)
     print(text)
-    out = args.out or RESULTS / f"deploy_openvino_{_cpu_short_name(info)}.json"
+    out = args.out or RESULTS / f"deploy_openvino_{cpu_short_name(info)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(out.name + ".tmp")
     tmp_out.write_text(text + "\n")

@@ -51,8 +51,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy import _cpu_info, _fp32_gemm_wall, _gemm_speed  # noqa: E402  (bench/ is not a package)
-from deploy_openvino import _cpu_short_name  # noqa: E402
+from deploy import _fp32_gemm_wall, _gemm_speed  # noqa: E402  (bench/ is not a package)
+from machine_info import cpu_info, cpu_short_name  # noqa: E402
 
 from bore_depth_lite.fileio import atomic_write_text, check_output_file, cli_errors  # noqa: E402
 
@@ -204,14 +204,9 @@ def _optimised_operators(path: Path, variant: Variant, tmp: Path) -> dict[str, i
 
 
 def _machine() -> dict:
-    info = _cpu_info()
-    try:
-        flags = next(line.split(":", 1)[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
-        info["flags"] = " ".join(sorted(flags))
-    except (OSError, StopIteration):
-        pass
-    info["short_name"] = _cpu_short_name(info)
+    info = cpu_info()
+    info["flags"] = " ".join(cpu_info(all_flags=True).get("flags_all", []))
+    info["short_name"] = cpu_short_name(info)
     try:   # with autogroup scheduling, nice levels only rank processes of one session (e.g. one shell)
         info["sched_autogroup"] = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
     except OSError:

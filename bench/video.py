@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy import _cpu_info as _machine  # noqa: E402  (bench/ is not a package)
+from machine_info import cpu_info  # noqa: E402  (bench/ is not a package)
 
 
-def _cpu_info() -> dict:
-    return {**_machine(), "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
+def _machine() -> dict:
+    return {**cpu_info(), "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
 def rolled(frames: np.ndarray, n: int):
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     import av
 
-    result = {"cpu": _cpu_info(), "threads": args.threads, "torch": torch.__version__, "av": av.__version__,
+    result = {"cpu": _machine(), "threads": args.threads, "torch": torch.__version__, "av": av.__version__,
               "encoder": "libx264" if "libx264" in av.codecs_available else "mpeg4"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
