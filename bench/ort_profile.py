@@ -204,8 +204,8 @@ def _optimised_operators(path: Path, variant: Variant, tmp: Path) -> dict[str, i
 
 
 def _machine() -> dict:
-    info = cpu_info()
-    info["flags"] = " ".join(cpu_info(all_flags=True).get("flags_all", []))
+    info = cpu_info(all_flags=True)
+    info["flags"] = " ".join(info.pop("flags_all", []))
     info["short_name"] = cpu_short_name(info)
     try:   # with autogroup scheduling, nice levels only rank processes of one session (e.g. one shell)
         info["sched_autogroup"] = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
