@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 EXTRAS ?= book,deploy,dev
 # Kernels must draw figures inline: a user's MPLBACKEND (e.g. Agg) would empty every figure output.
 unexport MPLBACKEND
-# Print how long each stage took: $(call stage,NAME,COMMAND)
-stage = @s=$$(date +%s); echo "==> $(1)"; $(2); echo "==> $(1) took $$(( $$(date +%s) - s )) s"
+# Print how long each stage took: $(call stage,NAME,COMMAND). `|| exit`: COMMAND is often `a && b`, and
+# `set -e` ignores a failure anywhere but in the last command of such a list: without it a failing `a`
+# would skip `b` and the stage would still succeed.
+stage = @s=$$(date +%s); echo "==> $(1)"; { $(2); } || exit $$?; echo "==> $(1) took $$(( $$(date +%s) - s )) s"
 
 .PHONY: help env book notebooks site test test-package test-notebooks test-site chromium data bench pretrained teacher ablation clean
 
