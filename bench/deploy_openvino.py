@@ -2,6 +2,7 @@
 
 Usage: python bench/deploy.py --openvino [--config paper] [--size 256x320] [--rounds 7] [--threads 2 1]
                                          [--out bench/results/deploy_openvino_<cpu>.json] [--no-profile]
+                                         [--trained tiny-driving paper-driving]
        (or python bench/deploy_openvino.py with the same options)
 
 Batch 1, random weights for latency (it does not depend on them). Backends, all from the same
@@ -11,16 +12,22 @@ rewritten ONNX export except torch:
 - ``ort_fp32`` / ``ort_int8``  ONNX Runtime, ORT_ENABLE_ALL; int8 = Conv-only QDQ u8/s8 (the package's recipe)
 - ``ov_fp32``  OpenVINO CPU plugin, INFERENCE_PRECISION_HINT=f32, PERFORMANCE_HINT=LATENCY
 - ``ov_bf16``  the same with bf16, only where the plugin reports BF16 (else the reason is recorded)
-- ``ov_int8``  NNCF post-training INT8 (TRANSFORMER model type, no bias correction), same 8 calibration frames
-- ``ov_int8_conv``  the same with the MatMuls kept in fp32 (convolutions only, like ORT's recipe)
+- ``ov_int8``  NNCF post-training INT8 (TRANSFORMER model type, no bias correction), same 8 calibration frames;
+  what is not quantised runs in fp32
+- ``ov_int8_bf16``  the same INT8 model with the rest in bf16 (only where the plugin reports BF16)
+- ``ov_int8_conv``  the INT8 model with the MatMuls kept in fp32 (convolutions only, like ORT's recipe)
 
 For each thread count every backend runs once per round, in turn (same load for all); wall-clock
 medians and the per-round ratio against ``ort_fp32`` (median over rounds) are reported.
 Accuracy: each backend's depth against torch fp32 on rendered test-split frames (mean and median
 per-pixel |Δdepth|/depth, and AbsRel/δ1 change), for the benchmarked network (random weights:
-numerical deviation only) and for the shipped trained tiny network (what a user would see).
-Profile: ONNX Runtime's per-operator profile of ``ort_fp32`` on one thread (share of node time
-per operator type) and its latency over the compute floor (FLOPs / one-thread fp32 GEMM speed).
+numerical deviation only) and for the shipped trained driving networks, tiny and paper (what a
+user would see), each at its own size, calibrated and tested on driving frames.
+Profiles, one thread: ONNX Runtime's per-operator time of ``ort_fp32`` and ``ort_int8`` (the
+quantised graph's Quantize/Dequantize and layout nodes), its latency over the compute floor
+(FLOPs / one-thread fp32 GEMM speed), and OpenVINO's per-node counters (``PERF_COUNT``) of its
+fp32 and INT8 models: time per operation type and per kernel precision (which kernels run in
+8-bit integers, bf16 or fp32, e.g. ``brgconv_avx512_amx_I8``).
 """
 from __future__ import annotations
 
@@ -96,6 +103,44 @@ def _ort_profile(path: Path, x: np.ndarray, runs: int, tmp: Path) -> dict:
                           for n, (op, us) in nodes]}
 
 
+def _kernel_precision(exec_type: str) -> str:
+    """``brgconv_avx512_amx_I8`` -> ``i8``; ``jit_avx512_bf16`` -> ``bf16``; else ``f32``/``other``."""
+    tail = exec_type.rsplit("_", 1)[-1].lower()
+    return tail if tail in ("i8", "u8", "bf16", "f16", "f32") else "other"
+
+
+def _ov_profile(model, hint: str, x: np.ndarray, runs: int) -> dict:
+    """OpenVINO's per-node counters on one thread: time per operation type and per kernel precision."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = model if isinstance(model, ov.Model) else core.read_model(str(model))
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 1,
+                                                 "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    request.infer({0: x})
+    per_type: dict[str, float] = {}
+    per_precision: dict[str, float] = {}
+    kernels: dict[str, dict[str, float]] = {}
+    for _ in range(runs):
+        request.infer({0: x})
+        for node in request.get_profiling_info():
+            if str(node.status).endswith("EXECUTED") and not str(node.status).endswith("NOT_EXECUTED"):
+                us = node.real_time.total_seconds() * 1e6
+                per_type[node.node_type] = per_type.get(node.node_type, 0.0) + us
+                precision = _kernel_precision(node.exec_type)
+                per_precision[precision] = per_precision.get(precision, 0.0) + us
+                kernels.setdefault(node.node_type, {}).setdefault(node.exec_type, 0.0)
+                kernels[node.node_type][node.exec_type] += us
+    total = sum(per_type.values())
+    top = sorted(per_type.items(), key=lambda kv: -kv[1])[:12]
+    return {"runs": runs, "hint": hint, "node_time_per_run_ms": round(total / 1e3 / runs, 2),
+            "fused_away": sum(str(n.status).endswith("NOT_RUN") for n in request.get_profiling_info()),
+            "op_types": [{"op": op, "ms_per_run": round(us / 1e3 / runs, 2), "share": round(us / total, 4),
+                          "kernels": sorted(kernels[op], key=lambda k: -kernels[op][k])[:3]} for op, us in top],
+            "kernel_precision_share": {k: round(v / total, 4) for k, v in sorted(per_precision.items(), key=lambda kv: -kv[1])}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="paper", help="DepthNet config (paper/small/tiny)")
@@ -104,9 +149,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     p.add_argument("--calibration-frames", type=int, default=8)
-    p.add_argument("--accuracy-frames", type=int, default=4)
+    p.add_argument("--accuracy-frames", type=int, default=16)
     p.add_argument("--profile-runs", type=int, default=3)
-    p.add_argument("--no-profile", action="store_true", help="skip ONNX Runtime's per-operator profile")
+    p.add_argument("--no-profile", action="store_true", help="skip the per-operator profiles")
+    p.add_argument("--trained", nargs="*", default=["tiny-driving", "paper-driving"],
+                   help="shipped networks whose accuracy per backend is measured (each at its own size)")
     p.add_argument("--out", type=Path, default=None, help="default: bench/results/deploy_openvino_<cpu>.json")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -173,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
             if bf16_ok:
                 out["ov_bf16"] = OpenVinoBackend(fp32_path, "bf16", threads)
             out["ov_int8"] = OpenVinoBackend(ov_int8_path, "int8", threads)
+            if bf16_ok:
+                out["ov_int8_bf16"] = OpenVinoBackend(ov_int8_path, "int8_bf16", threads)
             out["ov_int8_conv"] = OpenVinoBackend(ov_conv_path, "int8", threads)
             return out
 
@@ -191,26 +240,32 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.no_grad():
             result["accuracy_vs_torch_fp32"] = {
                 f"{args.config}_random_weights": _accuracy(backends(max(args.threads)), (h, w), args.accuracy_frames)}
-            # The shipped network at its own size, on frames and calibration of its own world: a driving
+            # The shipped networks at their own size, on frames and calibration of their own world: a driving
             # network at 256x320 on indoor frames measures a mismatch, not the precision.
-            trained, recipe = load_pretrained(), pretrained_info()["recipe"]
-            tsize, tpreset = (recipe["height"], recipe["width"]), recipe["synthetic_preset"]
-            tcal = synthetic_calibration_images(args.calibration_frames, tsize, preset=tpreset)
-            tp = export_onnx(trained, tmp / "trained.onnx", tsize).path
-            trained_backends = {"torch_eager": trained, "ort_fp32": OnnxRuntimeBackend(tp),
-                                "ort_int8": OnnxRuntimeBackend(quantize_int8(tp, tmp / "trained_int8.onnx", tcal)),
-                                "ov_fp32": OpenVinoBackend(tp, "fp32")}
-            if bf16_ok:
-                trained_backends["ov_bf16"] = OpenVinoBackend(tp, "bf16")
-            trained_backends["ov_int8"] = OpenVinoBackend(tp, "int8", calibration_images=tcal)
-            trained_backends["ov_int8_conv"] = OpenVinoBackend(tp, "int8", calibration_images=tcal,
-                                                               int8_ignored_types=("MatMul",))
-            result["accuracy_vs_torch_fp32"]["tiny_driving_trained"] = _accuracy(trained_backends, tsize,
-                                                                                  args.accuracy_frames, tpreset)
+            for name in args.trained:
+                trained, recipe = load_pretrained(name), pretrained_info(name)["recipe"]
+                tsize, tpreset = (recipe["height"], recipe["width"]), recipe["synthetic_preset"]
+                tcal = synthetic_calibration_images(args.calibration_frames, tsize, preset=tpreset)
+                tp = export_onnx(trained, tmp / f"{name}.onnx", tsize).path
+                tir = tmp / f"{name}_ov_int8.xml"
+                quantize_int8_openvino(tp, tcal, out_path=tir)
+                trained_backends = {"torch_eager": trained, "ort_fp32": OnnxRuntimeBackend(tp),
+                                    "ort_int8": OnnxRuntimeBackend(quantize_int8(tp, tmp / f"{name}_int8.onnx", tcal)),
+                                    "ov_fp32": OpenVinoBackend(tp, "fp32")}
+                if bf16_ok:
+                    trained_backends["ov_bf16"] = OpenVinoBackend(tp, "bf16")
+                trained_backends["ov_int8"] = OpenVinoBackend(tir, "int8")
+                if bf16_ok:
+                    trained_backends["ov_int8_bf16"] = OpenVinoBackend(tir, "int8_bf16")
+                trained_backends["ov_int8_conv"] = OpenVinoBackend(tp, "int8", calibration_images=tcal,
+                                                                   int8_ignored_types=("MatMul",))
+                key = f"{name.replace('-', '_')}_trained"
+                result["accuracy_vs_torch_fp32"][key] = _accuracy(trained_backends, tsize, args.accuracy_frames, tpreset)
+                result.setdefault("accuracy_frames", {})[key] = (
+                    f"{max(1, args.accuracy_frames // 2) * 2} rendered {tpreset} test-split frames, "
+                    f"{tsize[0]}x{tsize[1]}, calibrated on {args.calibration_frames} {tpreset} frames")
         n = max(1, args.accuracy_frames // 2) * 2
-        result["accuracy_frames"] = {f"{args.config}_random_weights": f"{n} rendered indoor test-split frames, {h}x{w}",
-                                     "tiny_driving_trained": f"{n} rendered {tpreset} test-split frames, "
-                                                             f"{tsize[0]}x{tsize[1]}, calibrated on {tpreset} frames"}
+        result["accuracy_frames"][f"{args.config}_random_weights"] = f"{n} rendered indoor test-split frames, {h}x{w}"
         gemm = _gemm_speed()
         floor_ms = flops / 1e9 / gemm["fp32_gflops_1_thread"] * 1e3
         one = result["latency"].get("1_thread", {})
@@ -221,9 +276,16 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.no_profile:
             torch.set_num_threads(1)
             result["ort_fp32_profile_1_thread"] = _ort_profile(fp32_path, xn, args.profile_runs, tmp)
-            prof = result["ort_fp32_profile_1_thread"]
-            if prof["model_run_median_ms"]:
-                prof["over_floor"] = round(prof["model_run_median_ms"] / floor_ms, 3)
+            result["ort_int8_profile_1_thread"] = _ort_profile(int8_path, xn, args.profile_runs, tmp)
+            for key in ("ort_fp32_profile_1_thread", "ort_int8_profile_1_thread"):
+                prof = result[key]
+                if prof["model_run_median_ms"]:
+                    prof["over_floor"] = round(prof["model_run_median_ms"] / floor_ms, 3)
+            ov_profiles = {"ov_fp32": (fp32_path, "f32"), "ov_int8": (ov_int8_path, "f32")}
+            if bf16_ok:
+                ov_profiles.update(ov_bf16=(fp32_path, "bf16"), ov_int8_bf16=(ov_int8_path, "bf16"))
+            result["ov_profile_1_thread"] = {name: _ov_profile(path, hint, xn, args.profile_runs)
+                                             for name, (path, hint) in ov_profiles.items()}
     result["load_average_end"] = list(os.getloadavg())
     busiest = max(result["load_average_start"][0], result["load_average_end"][0])
     if busiest > (os.cpu_count() or 1):   # others' work shares the cores: a thread pool waits for its slowest thread

@@ -210,8 +210,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino", "tensorrt"],
                    help="inference engine; onnxruntime/openvino/tensorrt export the network to ONNX first (same pre/post-processing)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"],
-                   help="bf16: --backend openvino on a CPU with avx512_bf16 or amx_bf16")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8", "int8_bf16"],
+                   help="bf16, int8_bf16 (INT8 with the rest in bf16): --backend openvino on a CPU with "
+                        "avx512_bf16 or amx_bf16")
     p.add_argument("--int8-keep-fp32", type=int, default=0, metavar="K",
                    help="onnxruntime int8: keep the K most error-prone convs in fp32 (ranked on the calibration "
                         "frames, one extra quantisation per conv; chapter 8 measures what it buys)")

@@ -40,7 +40,8 @@ def test_deploy_benchmark_openvino_mode_writes_both_thread_counts_accuracy_and_p
     out = tmp_path / "ov.json"
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "deploy.py"), "--openvino", "--config", "tiny",
                           "--size", "64x96", "--rounds", "2", "--warmup", "1", "--calibration-frames", "2",
-                          "--accuracy-frames", "2", "--profile-runs", "1", "--out", str(out)],
+                          "--accuracy-frames", "2", "--profile-runs", "1", "--trained", "tiny-driving",
+                          "--out", str(out)],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -48,16 +49,27 @@ def test_deploy_benchmark_openvino_mode_writes_both_thread_counts_accuracy_and_p
     expected = {"torch_eager", "ort_fp32", "ort_int8", "ov_fp32", "ov_int8", "ov_int8_conv"}
     assert result["ov_bf16"] == "available" or result["ov_bf16"].startswith("skipped: this CPU lacks bf16")
     if result["ov_bf16"] == "available":
-        expected.add("ov_bf16")
+        expected |= {"ov_bf16", "ov_int8_bf16"}
     for threads in ("2_threads", "1_thread"):
         rows = result["latency"][threads]
         assert set(rows) == expected and rows["ort_fp32"]["ratio_vs_ort_fp32"] == 1.0
         assert all(r["median_ms"] > 0 and r["runs"] == 2 for r in rows.values())
     assert result["parity_vs_torch_random_input"]["ov_fp32"]["max_rel"] < 1e-4
-    for net_rows in result["accuracy_vs_torch_fp32"].values():
+    accuracy = result["accuracy_vs_torch_fp32"]
+    assert set(accuracy) == set(result["accuracy_frames"]) == {"tiny_random_weights", "tiny_driving_trained"}
+    for net_rows in accuracy.values():
         assert set(net_rows) == expected and net_rows["ov_fp32"]["depth_change_median"] < 1e-4
-    shares = [o["share"] for o in result["ort_fp32_profile_1_thread"]["op_types"]]
-    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0001
+    for key in ("ort_fp32_profile_1_thread", "ort_int8_profile_1_thread"):
+        shares = [o["share"] for o in result[key]["op_types"]]
+        assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0001
+    assert "QuantizeLinear" in {o["op"] for o in result["ort_int8_profile_1_thread"]["op_types"]}
+    ov_profiles = result["ov_profile_1_thread"]
+    assert set(ov_profiles) == {"ov_fp32", "ov_int8"} | ({"ov_bf16", "ov_int8_bf16"} & expected)
+    for name, prof in ov_profiles.items():
+        assert prof["node_time_per_run_ms"] > 0 and abs(sum(prof["kernel_precision_share"].values()) - 1) < 1e-3
+        assert "Convolution" in {o["op"] for o in prof["op_types"]}
+    assert ov_profiles["ov_fp32"]["kernel_precision_share"].get("i8", 0) == 0      # fp32 runs no integer kernel
+    assert ov_profiles["ov_int8"]["kernel_precision_share"].get("i8", 0) > 0.1     # INT8's convolutions do
     assert result["compute_floor"]["floor_1_thread_ms"] > 0 and result["machine"]["short_name"]
 
 

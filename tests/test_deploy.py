@@ -200,6 +200,30 @@ def test_fp16_and_int8_run_within_accuracy_bounds(exported, tiny_net):
     assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
 
 
+def _int8_weights(model_path) -> list[np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path))
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [init[n.input[0]] for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in init and init[n.input[0]].dtype == np.int8
+            and init[n.input[0]].ndim == 4]
+
+
+def test_int8_weights_have_7_bits_for_the_cpu_and_8_for_tensorrt(exported, tmp_path):
+    """The CPU form keeps every u8×s8 pair sum inside int16 (2 × 255 × 64 < 32,768), so CPUs
+    without VNNI (vpmaddubsw saturates) compute what CPUs with VNNI do; TensorRT's keeps 8 bits."""
+    fp32, cal = exported["static"].path, synthetic_calibration_images(2, SIZE)
+    cpu = _int8_weights(quantize_int8(fp32, tmp_path / "cpu.onnx", cal))
+    largest = max(int(np.abs(w.astype(np.int32)).max()) for w in cpu)
+    assert largest == 64 and 2 * 255 * largest < 2 ** 15                    # symmetric [-64, 64], all of it used
+    trt = _int8_weights(quantize_int8(fp32, tmp_path / "trt.onnx", cal, symmetric_activations=True))
+    assert max(int(np.abs(w).max()) for w in trt) == 127
+    wide = _int8_weights(quantize_int8(fp32, tmp_path / "wide.onnx", cal, reduce_range=False))
+    assert max(int(np.abs(w).max()) for w in wide) == 127
+
+
 def test_int8_sensitivity_ranks_layers_and_keeping_the_worst_in_fp32_helps(exported):
     warnings.filterwarnings("ignore")
     logging.getLogger().setLevel(logging.ERROR)

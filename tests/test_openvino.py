@@ -141,7 +141,7 @@ def test_int8_on_the_shipped_network_stays_within_its_bound(trained_int8):
 
 
 def test_int8_ir_runs_as_is_and_refuses_other_precisions(trained_int8):
-    with pytest.raises(ValueError, match="already quantised"):
+    with pytest.raises(ValueError, match="already quantised .* expected precision 'int8' or 'int8_bf16'"):
         OpenVinoBackend(trained_int8["ir"], "fp32")
 
 
@@ -170,6 +170,18 @@ def test_bf16_runs_where_the_cpu_has_it(tiny_onnx, tiny_net):
     assert check_parity(ref, backend(x))["mean_rel"] < 0.05   # bf16: 8 significant bits
 
 
+@pytest.mark.skipif(not BF16_OK, reason=f"OpenVINO: {BF16_REASON}")
+def test_int8_bf16_runs_the_int8_model_with_the_rest_in_bf16(trained_int8):
+    """INT8 with the rest in bf16: the plugin is told bf16 (int8 alone: f32), and the depth stays
+    as close to fp32 as INT8 alone keeps it (bf16 adds ~0.3 % to INT8's few per cent)."""
+    mixed = OpenVinoBackend(trained_int8["ir"], "int8_bf16", threads=2)
+    assert mixed.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
+    assert trained_int8["int8"].compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    x = trained_int8["frames"]
+    change = _relative_change(mixed(x), trained_int8["fp32"](x))
+    assert np.isfinite(change).all() and 1e-3 < float(np.median(change)) < 0.08, float(np.median(change))
+
+
 @pytest.mark.skipif(BF16_OK, reason="this CPU has bf16")
 def test_bf16_without_cpu_support_raises_one_line(tiny_onnx):
     for build in (lambda: make_backend("openvino", tiny_onnx["static"], precision="bf16"),
@@ -182,8 +194,12 @@ def test_bf16_without_cpu_support_raises_one_line(tiny_onnx):
 def test_bf16_refusal_follows_the_reported_capabilities(monkeypatch, tiny_onnx):
     """The no-bf16 branch, on every CPU: the plugin's capability list decides, not a guess."""
     monkeypatch.setattr(openvino_backend, "openvino_capabilities", lambda device="CPU": ["FP32", "INT8", "BIN"])
-    with pytest.raises(ValueError, match="lacks bf16: OpenVINO's CPU capabilities are FP32, INT8, BIN"):
-        OpenVinoBackend(tiny_onnx["static"], "bf16")
+    for precision in ("bf16", "int8_bf16"):
+        with pytest.raises(ValueError, match=f"precision '{precision}': this CPU lacks bf16: OpenVINO's CPU "
+                                             "capabilities are FP32, INT8, BIN"):
+            OpenVinoBackend(tiny_onnx["static"], precision)
+        with pytest.raises(ValueError, match=f"backend 'openvino' precision '{precision}': this CPU lacks bf16"):
+            make_backend("openvino", tiny_onnx["static"], precision=precision)
     monkeypatch.setattr(openvino_backend, "openvino_capabilities", lambda device="CPU": ["FP32", "BF16", "INT8"])
     assert openvino_bf16_status()[0]
 
@@ -202,8 +218,11 @@ def test_make_backend_openvino_argument_errors(tiny_net, tmp_path):
         make_backend("openvino", tiny_net, precision="fp16")
     with pytest.raises(ValueError, match="device='cuda'"):
         make_backend("openvino", tiny_net, device="cuda")
-    with pytest.raises(ValueError, match="'bf16' is offered by backend 'openvino' only"):
-        make_backend("onnxruntime", tiny_net, precision="bf16")
+    for precision in ("bf16", "int8_bf16"):
+        with pytest.raises(ValueError, match=f"'{precision}' is offered by backend 'openvino' only"):
+            make_backend("onnxruntime", tiny_net, precision=precision)
+    with pytest.raises(ValueError, match="precision 'int4': expected one of"):
+        make_backend("openvino", tiny_net, precision="int4")
     with pytest.raises(ValueError, match="openvino precision 'int4'"):
         OpenVinoBackend(tmp_path / "x.onnx", "int4")
     with pytest.raises(FileNotFoundError, match="no such model file"):

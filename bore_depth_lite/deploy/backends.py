@@ -20,9 +20,10 @@ from torch import Tensor, nn
 
 from .graph_input import check_input as _check_input, run_padded
 
-__all__ = ["BACKENDS", "TorchBackend", "OnnxRuntimeBackend", "make_backend"]
+__all__ = ["BACKENDS", "PRECISIONS", "TorchBackend", "OnnxRuntimeBackend", "make_backend"]
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8_bf16")
 
 
 class TorchBackend:
@@ -83,8 +84,9 @@ def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, i
             (or, for tensorrt, a built ``.engine``/``.plan``).
         size: (H, W) to export a DepthNet at (static shapes, fastest); ``None`` = dynamic
             shapes (any multiple of 32; others are padded).
-        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (int8: onnxruntime/openvino/tensorrt;
-            bf16: openvino on CPUs with avx512_bf16/amx_bf16; fp16: not openvino).
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"``, ``"int8"`` or ``"int8_bf16"`` (int8:
+            onnxruntime/openvino/tensorrt; bf16 and int8_bf16, INT8 with the rest in bf16: openvino
+            on CPUs with avx512_bf16/amx_bf16; fp16: not openvino).
         device: ``"cpu"`` or ``"cuda"`` (onnxruntime's CUDA provider; tensorrt is always GPU; openvino CPU only).
         threads: CPU threads (torch, onnxruntime, openvino; openvino: ``None`` = torch's count).
         workdir: where exported/quantised files go (default: a temporary folder kept for
@@ -99,13 +101,13 @@ def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, i
     """
     if name not in BACKENDS:
         raise ValueError(f"backend {name!r}: expected one of {BACKENDS}")
-    if precision not in ("fp32", "fp16", "bf16", "int8"):
-        raise ValueError(f"precision {precision!r}: expected 'fp32', 'fp16', 'bf16' or 'int8'")
-    if precision == "bf16" and name != "openvino":
-        raise ValueError(f"precision 'bf16' is offered by backend 'openvino' only, not {name!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
+    if "bf16" in precision and name != "openvino":
+        raise ValueError(f"precision {precision!r} is offered by backend 'openvino' only, not {name!r}")
     if name == "openvino" and (precision == "fp16" or device != "cpu"):
         raise ValueError(f"backend 'openvino': precision={precision!r}, device={device!r}; expected precision "
-                         "'fp32', 'bf16' or 'int8' on device 'cpu'")
+                         "'fp32', 'bf16', 'int8' or 'int8_bf16' on device 'cpu'")
     if int8_keep_fp32 and (precision != "int8" or name != "onnxruntime"):
         raise ValueError(f"int8_keep_fp32={int8_keep_fp32} applies to backend 'onnxruntime' with precision 'int8' only")
     if name == "torch":
@@ -119,9 +121,9 @@ def make_backend(name: str, model: nn.Module | str | Path, *, size: tuple[int, i
         from .openvino_backend import openvino_bf16_status, require_openvino
 
         require_openvino()
-        bf16_ok, reason = openvino_bf16_status() if precision == "bf16" else (True, "")
+        bf16_ok, reason = openvino_bf16_status() if "bf16" in precision else (True, "")
         if not bf16_ok:
-            raise ValueError(f"backend 'openvino' precision 'bf16': {reason}")
+            raise ValueError(f"backend 'openvino' precision {precision!r}: {reason}")
     keep = None
     if workdir is None:
         keep = tempfile.TemporaryDirectory(prefix="bore_deploy_")
