@@ -13,8 +13,9 @@ rewritten ONNX export except torch:
 - ``ov_fp32``  OpenVINO CPU plugin, INFERENCE_PRECISION_HINT=f32, PERFORMANCE_HINT=LATENCY
 - ``ov_bf16``  the same with bf16, only where the plugin reports BF16 (else the reason is recorded)
 - ``ov_int8``  NNCF post-training INT8 (TRANSFORMER model type, no bias correction), same 8 calibration frames;
-  what is not quantised runs in fp32
+  what is not quantised runs in fp32; the depth head stays in float (the package's default)
 - ``ov_int8_bf16``  the same INT8 model with the rest in bf16 (only where the plugin reports BF16)
+- ``ov_int8_bf16_head_q`` (``ov_int8_head_q`` without bf16)  the same with the depth head quantised too
 - ``ov_int8_conv``  the INT8 model with the MatMuls kept in fp32 (convolutions only, like ORT's recipe)
 
 For each thread count every backend runs once per round, in turn (same load for all); wall-clock
@@ -109,36 +110,66 @@ def _kernel_precision(exec_type: str) -> str:
     return tail if tail in ("i8", "u8", "bf16", "f16", "f32") else "other"
 
 
-def _ov_profile(model, hint: str, x: np.ndarray, runs: int) -> dict:
+def _ov_profile(path: Path, precision: str, x: np.ndarray, runs: int) -> dict:
     """OpenVINO's per-node counters on one thread: time per operation type and per kernel precision."""
-    import openvino as ov
+    from bore_depth_lite.deploy.openvino_backend import OpenVinoBackend
 
-    core = ov.Core()
-    model = model if isinstance(model, ov.Model) else core.read_model(str(model))
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 1,
-                                                 "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True})
-    request = compiled.create_infer_request()
+    request = OpenVinoBackend(path, precision, threads=1, extra_config={"PERF_COUNT": True}).request
     request.infer({0: x})
     per_type: dict[str, float] = {}
     per_precision: dict[str, float] = {}
     kernels: dict[str, dict[str, float]] = {}
     for _ in range(runs):
         request.infer({0: x})
-        for node in request.get_profiling_info():
+        nodes = request.get_profiling_info()
+        for node in nodes:
             if str(node.status).endswith("EXECUTED") and not str(node.status).endswith("NOT_EXECUTED"):
                 us = node.real_time.total_seconds() * 1e6
                 per_type[node.node_type] = per_type.get(node.node_type, 0.0) + us
-                precision = _kernel_precision(node.exec_type)
-                per_precision[precision] = per_precision.get(precision, 0.0) + us
+                precision_used = _kernel_precision(node.exec_type)
+                per_precision[precision_used] = per_precision.get(precision_used, 0.0) + us
                 kernels.setdefault(node.node_type, {}).setdefault(node.exec_type, 0.0)
                 kernels[node.node_type][node.exec_type] += us
     total = sum(per_type.values())
     top = sorted(per_type.items(), key=lambda kv: -kv[1])[:12]
-    return {"runs": runs, "hint": hint, "node_time_per_run_ms": round(total / 1e3 / runs, 2),
-            "fused_away": sum(str(n.status).endswith("NOT_RUN") for n in request.get_profiling_info()),
+    return {"runs": runs, "precision": precision, "node_time_per_run_ms": round(total / 1e3 / runs, 2),
+            "fused_away": sum(str(n.status).endswith("NOT_RUN") for n in nodes),
             "op_types": [{"op": op, "ms_per_run": round(us / 1e3 / runs, 2), "share": round(us / total, 4),
                           "kernels": sorted(kernels[op], key=lambda k: -kernels[op][k])[:3]} for op, us in top],
             "kernel_precision_share": {k: round(v / total, 4) for k, v in sorted(per_precision.items(), key=lambda kv: -kv[1])}}
+
+
+def _models(fp32_path: Path, calibration: np.ndarray, tmp: Path, stem: str) -> dict[str, Path]:
+    """The fp32 export and its quantised forms: ORT QDQ, and NNCF IRs (default, convs only, head quantised)."""
+    from bore_depth_lite.deploy import quantize_int8
+    from bore_depth_lite.deploy.openvino_backend import quantize_int8_openvino
+
+    paths = {"fp32": fp32_path, "ort_int8": quantize_int8(fp32_path, tmp / f"{stem}_int8.onnx", calibration)}
+    for key, options in {"ov_int8": {}, "ov_int8_conv": {"ignored_types": ("MatMul",)},
+                         "ov_int8_head_q": {"ignored_patterns": ()}}.items():
+        paths[key] = tmp / f"{stem}_{key}.xml"
+        quantize_int8_openvino(fp32_path, calibration, out_path=paths[key], **options)
+    return paths
+
+
+def _backends(net, paths: dict[str, Path], threads: int | None, bf16_ok: bool) -> dict:
+    """Every compared runtime and precision of one network; the INT8 + bf16 forms only where the CPU has bf16."""
+    from bore_depth_lite.deploy import OnnxRuntimeBackend
+    from bore_depth_lite.deploy.openvino_backend import OpenVinoBackend
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = {"torch_eager": net, "ort_fp32": OnnxRuntimeBackend(paths["fp32"], threads=threads),
+           "ort_int8": OnnxRuntimeBackend(paths["ort_int8"], threads=threads),
+           "ov_fp32": OpenVinoBackend(paths["fp32"], "fp32", threads)}
+    if bf16_ok:
+        out["ov_bf16"] = OpenVinoBackend(paths["fp32"], "bf16", threads)
+    int8 = ("int8", "int8_bf16") if bf16_ok else ("int8",)
+    for precision in int8:
+        out[f"ov_{precision}"] = OpenVinoBackend(paths["ov_int8"], precision, threads)
+    out["ov_int8_conv"] = OpenVinoBackend(paths["ov_int8_conv"], "int8", threads)
+    out[f"ov_{int8[-1]}_head_q"] = OpenVinoBackend(paths["ov_int8_head_q"], int8[-1], threads)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -164,10 +195,9 @@ def main(argv: list[str] | None = None) -> dict:
     import nncf
 
     from bore_depth_lite import setup
-    from bore_depth_lite.deploy import OnnxRuntimeBackend, quantize_int8, synthetic_calibration_images
+    from bore_depth_lite.deploy import synthetic_calibration_images
     from bore_depth_lite.deploy.export import check_parity, export_onnx
-    from bore_depth_lite.deploy.openvino_backend import (OpenVinoBackend, openvino_bf16_status,
-                                                         openvino_capabilities, quantize_int8_openvino)
+    from bore_depth_lite.deploy.openvino_backend import DEPTH_HEAD_PATTERNS, openvino_bf16_status, openvino_capabilities
     from bore_depth_lite.models import DepthNet
     from bore_depth_lite.pretrained import load_pretrained, pretrained_info
 
@@ -188,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
                            "nncf": nncf.__version__, "python": sys.version.split()[0]},
               "ov_bf16": "available" if bf16_ok else f"skipped: {bf16_reason}",
               "ov_int8_recipe": "nncf.quantize(model_type=TRANSFORMER, disable_bias_correction=True), "
-                                f"{args.calibration_frames} synthetic_calibration_images (ORT int8's frames)"}
+                                f"{args.calibration_frames} synthetic_calibration_images (ORT int8's frames), "
+                                f"kept in float: {', '.join(DEPTH_HEAD_PATTERNS)} (the depth head; *_head_q: quantised too)"}
     net = DepthNet(args.config).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.zeros(1, 3, h, w))
@@ -202,28 +233,11 @@ def main(argv: list[str] | None = None) -> dict:
         result["export_s"] = round(time.perf_counter() - t0, 1)
         cal = synthetic_calibration_images(args.calibration_frames, (h, w))
         t0 = time.perf_counter()
-        int8_path = quantize_int8(fp32_path, tmp / "int8.onnx", cal)
-        result["ort_int8_quantise_s"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
-        ov_int8_path = tmp / "ov_int8.xml"
-        quantize_int8_openvino(fp32_path, cal, out_path=ov_int8_path)
-        result["ov_int8_quantise_s"] = round(time.perf_counter() - t0, 1)
-        ov_conv_path = tmp / "ov_int8_conv.xml"
-        quantize_int8_openvino(fp32_path, cal, out_path=ov_conv_path, ignored_types=("MatMul",))
+        paths = _models(fp32_path, cal, tmp, "random")
+        result["quantise_all_s"] = round(time.perf_counter() - t0, 1)
 
-        def backends(threads: int) -> dict:
-            torch.set_num_threads(threads)
-            out = {"torch_eager": lambda t: net(t),
-                   "ort_fp32": OnnxRuntimeBackend(fp32_path, threads=threads),
-                   "ort_int8": OnnxRuntimeBackend(int8_path, threads=threads),
-                   "ov_fp32": OpenVinoBackend(fp32_path, "fp32", threads)}
-            if bf16_ok:
-                out["ov_bf16"] = OpenVinoBackend(fp32_path, "bf16", threads)
-            out["ov_int8"] = OpenVinoBackend(ov_int8_path, "int8", threads)
-            if bf16_ok:
-                out["ov_int8_bf16"] = OpenVinoBackend(ov_int8_path, "int8_bf16", threads)
-            out["ov_int8_conv"] = OpenVinoBackend(ov_conv_path, "int8", threads)
-            return out
+        def backends(threads: int | None) -> dict:
+            return _backends(net, paths, threads, bf16_ok)
 
         result["latency"] = {}
         for threads in args.threads:
@@ -247,18 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
                 tsize, tpreset = (recipe["height"], recipe["width"]), recipe["synthetic_preset"]
                 tcal = synthetic_calibration_images(args.calibration_frames, tsize, preset=tpreset)
                 tp = export_onnx(trained, tmp / f"{name}.onnx", tsize).path
-                tir = tmp / f"{name}_ov_int8.xml"
-                quantize_int8_openvino(tp, tcal, out_path=tir)
-                trained_backends = {"torch_eager": trained, "ort_fp32": OnnxRuntimeBackend(tp),
-                                    "ort_int8": OnnxRuntimeBackend(quantize_int8(tp, tmp / f"{name}_int8.onnx", tcal)),
-                                    "ov_fp32": OpenVinoBackend(tp, "fp32")}
-                if bf16_ok:
-                    trained_backends["ov_bf16"] = OpenVinoBackend(tp, "bf16")
-                trained_backends["ov_int8"] = OpenVinoBackend(tir, "int8")
-                if bf16_ok:
-                    trained_backends["ov_int8_bf16"] = OpenVinoBackend(tir, "int8_bf16")
-                trained_backends["ov_int8_conv"] = OpenVinoBackend(tp, "int8", calibration_images=tcal,
-                                                                   int8_ignored_types=("MatMul",))
+                trained_backends = _backends(trained, _models(tp, tcal, tmp, name), None, bf16_ok)
                 key = f"{name.replace('-', '_')}_trained"
                 result["accuracy_vs_torch_fp32"][key] = _accuracy(trained_backends, tsize, args.accuracy_frames, tpreset)
                 result.setdefault("accuracy_frames", {})[key] = (
@@ -276,16 +279,16 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.no_profile:
             torch.set_num_threads(1)
             result["ort_fp32_profile_1_thread"] = _ort_profile(fp32_path, xn, args.profile_runs, tmp)
-            result["ort_int8_profile_1_thread"] = _ort_profile(int8_path, xn, args.profile_runs, tmp)
+            result["ort_int8_profile_1_thread"] = _ort_profile(paths["ort_int8"], xn, args.profile_runs, tmp)
             for key in ("ort_fp32_profile_1_thread", "ort_int8_profile_1_thread"):
                 prof = result[key]
                 if prof["model_run_median_ms"]:
                     prof["over_floor"] = round(prof["model_run_median_ms"] / floor_ms, 3)
-            ov_profiles = {"ov_fp32": (fp32_path, "f32"), "ov_int8": (ov_int8_path, "f32")}
+            ov_profiles = {"ov_fp32": (fp32_path, "fp32"), "ov_int8": (paths["ov_int8"], "int8")}
             if bf16_ok:
-                ov_profiles.update(ov_bf16=(fp32_path, "bf16"), ov_int8_bf16=(ov_int8_path, "bf16"))
-            result["ov_profile_1_thread"] = {name: _ov_profile(path, hint, xn, args.profile_runs)
-                                             for name, (path, hint) in ov_profiles.items()}
+                ov_profiles.update(ov_bf16=(fp32_path, "bf16"), ov_int8_bf16=(paths["ov_int8"], "int8_bf16"))
+            result["ov_profile_1_thread"] = {name: _ov_profile(path, precision, xn, args.profile_runs)
+                                             for name, (path, precision) in ov_profiles.items()}
     result["load_average_end"] = list(os.getloadavg())
     busiest = max(result["load_average_start"][0], result["load_average_end"][0])
     if busiest > (os.cpu_count() or 1):   # others' work shares the cores: a thread pool waits for its slowest thread

@@ -49,7 +49,10 @@ def test_deploy_benchmark_openvino_mode_writes_both_thread_counts_accuracy_and_p
     expected = {"torch_eager", "ort_fp32", "ort_int8", "ov_fp32", "ov_int8", "ov_int8_conv"}
     assert result["ov_bf16"] == "available" or result["ov_bf16"].startswith("skipped: this CPU lacks bf16")
     if result["ov_bf16"] == "available":
-        expected |= {"ov_bf16", "ov_int8_bf16"}
+        expected |= {"ov_bf16", "ov_int8_bf16", "ov_int8_bf16_head_q"}
+    else:
+        expected |= {"ov_int8_head_q"}
+    assert "depth_head" in result["ov_int8_recipe"]
     for threads in ("2_threads", "1_thread"):
         rows = result["latency"][threads]
         assert set(rows) == expected and rows["ort_fp32"]["ratio_vs_ort_fp32"] == 1.0

@@ -145,6 +145,25 @@ def test_int8_ir_runs_as_is_and_refuses_other_precisions(trained_int8):
         OpenVinoBackend(trained_int8["ir"], "fp32")
 
 
+def _head_weight_source(model) -> str:
+    conv = next(op for op in model.get_ops() if op.get_friendly_name() == "/decoder/depth_head/conv/Conv/WithoutBiases")
+    return conv.input(1).get_source_output().get_node().get_type_name()
+
+
+def test_int8_keeps_the_depth_head_in_float_by_default(tiny_onnx):
+    """The default scope leaves the depth head's weights a float Constant; ``ignored_patterns=()``
+    quantises them (int8 storage, dequantised by a Multiply) like every other convolution."""
+    cal = synthetic_calibration_images(2, SIZE)
+    assert _head_weight_source(quantize_int8_openvino(tiny_onnx["static"], cal)) == "Constant"
+    assert _head_weight_source(quantize_int8_openvino(tiny_onnx["static"], cal, ignored_patterns=())) == "Multiply"
+
+
+def test_int8_refuses_a_pattern_that_matches_nothing(tiny_onnx):
+    with pytest.raises(ValueError, match=r"ignored_patterns: '.\*/head_of_depth/.\*' matches no operation"):
+        quantize_int8_openvino(tiny_onnx["static"], synthetic_calibration_images(1, SIZE),
+                               ignored_patterns=(r".*/head_of_depth/.*",))
+
+
 def test_make_backend_int8_calibrates_on_the_ort_frames(monkeypatch, tiny_net):
     seen = {}
 

@@ -9,7 +9,10 @@ precision from a hint. Why the settings look the way they do:
   For the same reason ``"int8"`` runs what it does not quantise (LayerNorm, softmax, GELU, the
   depth-wise convolutions, the resampling) in fp32 everywhere, and ``"int8_bf16"`` is the explicit
   choice of INT8 with the rest in bf16 (CPUs with bf16 units only): measured on a 2-core Xeon
-  with AMX, paper network at 256×320, 2.0× ONNX Runtime's fp32 against 1.6× for ``"int8"``.
+  with AMX, paper network at 256×320, 1.9–2.2× ONNX Runtime's fp32 against 1.6× for ``"int8"``.
+- INT8 keeps the depth head (the last 3×3 convolution, one output channel) in floating point:
+  it costs nothing measurable and its rounding lands on every depth value (see
+  :data:`DEPTH_HEAD_PATTERNS`).
 - bf16 is only offered where the plugin reports ``BF16`` in ``OPTIMIZATION_CAPABILITIES``
   (``avx512_bf16`` or ``amx_bf16``); elsewhere the plugin would emulate it or fall back to
   fp32 without a word, so we refuse instead.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -43,12 +47,18 @@ from .graph_input import check_input, run_padded
 if TYPE_CHECKING:   # an optional dependency: imported where used
     import openvino
 
-__all__ = ["OPENVINO_PRECISIONS", "OpenVinoBackend", "openvino_capabilities", "openvino_bf16_status",
+__all__ = ["DEPTH_HEAD_PATTERNS", "OPENVINO_PRECISIONS", "OpenVinoBackend", "openvino_capabilities", "openvino_bf16_status",
            "quantize_int8_openvino", "require_openvino"]
 
 OPENVINO_PRECISIONS = ("fp32", "bf16", "int8", "int8_bf16")
 _INSTALL = "pip install 'bore_depth_lite[openvino]'"
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32", "int8_bf16": "bf16"}   # int8: what is not quantised stays f32
+#: Kept in floating point by default in INT8: the 1-channel 3×3 convolution that makes the disparity
+#: logits. It is ~0.1 % of the compute, and its rounding goes straight into every depth value (the
+#: most sensitive layer in chapter 8's sweep); in float, the shipped paper network's INT8 + bf16 AbsRel
+#: change on 16 rendered driving frames fell from +1.59 % to +0.48 % (Xeon, bench/deploy.py --openvino),
+#: with latency within the run-to-run noise.
+DEPTH_HEAD_PATTERNS = (r".*/depth_head/.*",)
 
 
 def require_openvino() -> ModuleType:
@@ -91,8 +101,8 @@ def _calibration_dataset(images: np.ndarray, nncf: ModuleType):
 
 
 def quantize_int8_openvino(model_path: str | os.PathLike | openvino.Model, calibration_images: np.ndarray,
-                           out_path: str | os.PathLike | None = None,
-                           ignored_types: tuple[str, ...] = ()) -> openvino.Model:
+                           out_path: str | os.PathLike | None = None, ignored_types: tuple[str, ...] = (),
+                           ignored_patterns: tuple[str, ...] | None = None) -> openvino.Model:
     """NNCF post-training INT8 of an ONNX (or OpenVINO IR) model; returns the ``openvino.Model``.
 
     Args:
@@ -102,6 +112,10 @@ def quantize_int8_openvino(model_path: str | os.PathLike | openvino.Model, calib
         out_path: also save the quantised IR here (``.xml`` + ``.bin``) to skip quantising next time.
         ignored_types: OpenVINO operation types to keep in fp32 (e.g. ``("MatMul",)``: only the
             convolutions in int8, like ONNX Runtime's recipe).
+        ignored_patterns: regular expressions over operation names (``re.fullmatch``) to keep in
+            floating point. ``None``: the DepthNet's depth head (:data:`DEPTH_HEAD_PATTERNS`), where
+            the model has one; ``()``: quantise everything NNCF would. A pattern given explicitly must
+            match an operation.
     """
     import logging
 
@@ -110,7 +124,15 @@ def quantize_int8_openvino(model_path: str | os.PathLike | openvino.Model, calib
     dataset, count = _calibration_dataset(calibration_images, nncf)
     nncf.set_log_level(logging.ERROR)   # its INFO lines per algorithm step would flood notebooks and logs
     model = model_path if isinstance(model_path, ov.Model) else ov.Core().read_model(str(model_path))
-    scope = nncf.IgnoredScope(types=list(ignored_types)) if ignored_types else None
+    names = [op.get_friendly_name() for op in model.get_ops()]
+    if ignored_patterns is None:   # the default applies to DepthNet exports only
+        ignored_patterns = tuple(p for p in DEPTH_HEAD_PATTERNS if any(re.fullmatch(p, n) for n in names))
+    for pattern in ignored_patterns:
+        if not any(re.fullmatch(pattern, n) for n in names):
+            raise ValueError(f"ignored_patterns: {pattern!r} matches no operation of the model "
+                             f"(names look like {names[len(names) // 2]!r})")
+    scope = (nncf.IgnoredScope(types=list(ignored_types), patterns=list(ignored_patterns))
+             if ignored_types or ignored_patterns else None)
     # NNCF draws its progress bars on stdout: send them to stderr so stdout stays the caller's (JSON, tables)
     with contextlib.redirect_stdout(sys.stderr):
         quantized = nncf.quantize(model, dataset, subset_size=count, model_type=nncf.ModelType.TRANSFORMER,
@@ -132,13 +154,17 @@ class OpenVinoBackend:
         threads: ``INFERENCE_NUM_THREADS``; ``None`` = torch's thread count.
         calibration_images: (N, 3, H, W) for int8; default: the 8 rendered frames ONNX Runtime's
             INT8 path calibrates on, at the model's size (256×320 for a dynamic model).
-        int8_ignored_types: int8: OpenVINO operation types kept in fp32 (see :func:`quantize_int8_openvino`).
+        int8_ignored_types, int8_ignored_patterns: int8: what stays in floating point (see
+            :func:`quantize_int8_openvino`; by default the depth head).
+        extra_config: more CPU-plugin properties for ``compile_model`` (e.g. ``{"PERF_COUNT": True}``
+            for per-node counters through ``backend.request.get_profiling_info()``).
     """
 
     name = "openvino"
 
     def __init__(self, model: str | os.PathLike, precision: str = "fp32", threads: int | None = None,
-                 calibration_images: np.ndarray | None = None, int8_ignored_types: tuple[str, ...] = ()):
+                 calibration_images: np.ndarray | None = None, int8_ignored_types: tuple[str, ...] = (),
+                 int8_ignored_patterns: tuple[str, ...] | None = None, extra_config: dict | None = None):
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"openvino precision {precision!r}: expected one of {OPENVINO_PRECISIONS}")
         if threads is not None and int(threads) < 1:
@@ -166,11 +192,12 @@ class OpenVinoBackend:
                 from .onnxruntime_backend import synthetic_calibration_images
 
                 calibration_images = synthetic_calibration_images(8, self.static_hw or (256, 320))
-            ov_model = quantize_int8_openvino(ov_model, calibration_images, ignored_types=int8_ignored_types)
+            ov_model = quantize_int8_openvino(ov_model, calibration_images, ignored_types=int8_ignored_types,
+                                              ignored_patterns=int8_ignored_patterns)
         self.precision = precision
         self.threads = int(threads) if threads is not None else torch.get_num_threads()
         self.config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "INFERENCE_NUM_THREADS": self.threads,
-                       "PERFORMANCE_HINT": "LATENCY"}
+                       "PERFORMANCE_HINT": "LATENCY", **(extra_config or {})}
         self.compiled = core.compile_model(ov_model, "CPU", self.config)
         self.request = self.compiled.create_infer_request()
 
