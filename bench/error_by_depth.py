@@ -55,7 +55,7 @@ def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarr
     scaling and clamp: the pixels and values that AbsRel and δ1 are computed on."""
     from bore_depth_lite.evaluate import predict_depth
     from bore_depth_lite.metrics import scale_and_clamp
-    from bore_depth_lite.protocols import get_protocol, resize_prediction
+    from bore_depth_lite.protocols import get_protocol, resize_prediction, scored_pixels
 
     proto = get_protocol(protocol)
     ratios, gts, classes = [], [], []
@@ -66,9 +66,7 @@ def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarr
         gt = item["depth"][0].numpy().astype(np.float64)
         if pred.shape != gt.shape:
             pred = resize_prediction(pred, gt.shape, proto.resize)
-        valid = np.isfinite(gt) & (gt > proto.min_depth)
-        if proto.max_depth is not None:
-            valid &= gt < proto.max_depth
+        valid = scored_pixels(gt, proto)
         scaled, _ = scale_and_clamp(gt[valid], pred[valid], proto.scaling, proto.clamp)
         ratios.append(np.log(scaled / gt[valid]))
         gts.append(gt[valid])

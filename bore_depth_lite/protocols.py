@@ -156,6 +156,16 @@ def crop_mask(shape: tuple[int, int], crop: Crop) -> np.ndarray:
     return mask
 
 
+def scored_pixels(gt: np.ndarray, protocol: str | Protocol) -> np.ndarray:
+    """(H, W) bool: the pixels of ``gt`` that ``protocol`` scores (finite, strictly inside its depth
+    range, inside its crop), before any extra validity masks."""
+    proto = get_protocol(protocol)
+    valid = np.isfinite(gt) & (gt > proto.min_depth)
+    if proto.max_depth is not None:
+        valid &= gt < proto.max_depth
+    return valid & crop_mask(gt.shape, proto.crop)
+
+
 def resize_prediction(pred: ArrayLike, size: tuple[int, int],
                       quantity: Literal["depth", "disparity"] = "depth") -> np.ndarray:
     """Bilinearly resize a depth map to ``size`` = (H, W), interpolating depth or disparity.
@@ -210,10 +220,7 @@ def evaluate_image(pred: ArrayLike, gt: ArrayLike, protocol: str | Protocol,
         raise ValueError(f"on_empty must be 'raise' or 'nan', got {on_empty!r}")
     if proto.require_valid_masks and len(valid_masks) == 0:
         raise ValueError(f"protocol {proto.name!r} needs valid_masks (iBims: mask_invalid, mask_transp)")
-    valid = np.isfinite(g) & (g > proto.min_depth)
-    if proto.max_depth is not None:
-        valid &= g < proto.max_depth
-    valid &= crop_mask(g.shape, proto.crop)
+    valid = scored_pixels(g, proto)
     for i, m in enumerate(valid_masks):
         m = as_image(m, f"valid_masks[{i}]")
         if m.shape != g.shape:

@@ -125,12 +125,17 @@ def quantize_int8_openvino(model_path: str | os.PathLike | openvino.Model, calib
     nncf.set_log_level(logging.ERROR)   # its INFO lines per algorithm step would flood notebooks and logs
     model = model_path if isinstance(model_path, ov.Model) else ov.Core().read_model(str(model_path))
     names = [op.get_friendly_name() for op in model.get_ops()]
+
+    def matches(pattern: str) -> bool:
+        return any(re.fullmatch(pattern, n) for n in names)
+
     if ignored_patterns is None:   # the default applies to DepthNet exports only
-        ignored_patterns = tuple(p for p in DEPTH_HEAD_PATTERNS if any(re.fullmatch(p, n) for n in names))
-    for pattern in ignored_patterns:
-        if not any(re.fullmatch(pattern, n) for n in names):
-            raise ValueError(f"ignored_patterns: {pattern!r} matches no operation of the model "
-                             f"(names look like {names[len(names) // 2]!r})")
+        ignored_patterns = tuple(filter(matches, DEPTH_HEAD_PATTERNS))
+    else:
+        for pattern in ignored_patterns:
+            if not matches(pattern):
+                raise ValueError(f"ignored_patterns: {pattern!r} matches no operation of the model "
+                                 f"(names look like {names[len(names) // 2]!r})")
     scope = (nncf.IgnoredScope(types=list(ignored_types), patterns=list(ignored_patterns))
              if ignored_types or ignored_patterns else None)
     # NNCF draws its progress bars on stdout: send them to stderr so stdout stays the caller's (JSON, tables)
