@@ -10,7 +10,8 @@ the world's semantic class and reports, per group, its share of the pixels, the 
 ``log(pred / gt)`` (the bias: negative = predicted too near), δ1 and AbsRel. A self-supervised
 network that compresses depth with distance (too far near the camera, too near far from it) has a
 bias that falls from positive to negative across the bins, and loses δ1 in the far bins; a
-supervised one does not. Names are shipped networks (``bore_depth_lite.pretrained``); paths are
+supervised one does not. Before scaling, it also reports the scale the network chose (units per
+metre) and the share of its pixels pressed against DepthNet's 100-unit ceiling. Names are shipped networks (``bore_depth_lite.pretrained``); paths are
 checkpoints of ours (``bore-depth-train`` writes them).
 """
 from __future__ import annotations
@@ -50,15 +51,23 @@ def group_errors(log_ratio: np.ndarray, groups: np.ndarray, labels) -> dict[str,
     return out
 
 
-def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(log(pred/gt), gt, semantic class or None) over every valid pixel of the split, after the protocol's
-    scaling and clamp: the pixels and values that AbsRel and δ1 are computed on."""
+def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
+    """(log(pred/gt), gt, semantic class or None, raw) over every valid pixel of the split, after the
+    protocol's scaling and clamp: the pixels and values that AbsRel and δ1 are computed on.
+
+    ``raw`` describes the depth before scaling: ``units_per_metre``, the median over images of
+    median(pred) / median(gt) on the valid pixels (the scale the network chose: self-supervision
+    fixes none), and ``near_ceiling_share``, the share of all predicted pixels (sky included) beyond
+    half of DepthNet's ceiling 1 / MIN_DISP = 100 units, where d log(depth) / d logit has fallen
+    below 1/2 and the photometric loss can hardly move the depth any more."""
     from bore_depth_lite.evaluate import predict_depth
     from bore_depth_lite.metrics import scale_and_clamp
     from bore_depth_lite.protocols import get_protocol, resize_prediction, scored_pixels
 
+    from bore_depth_lite.models.depth_net import MIN_DISP
+
     proto = get_protocol(protocol)
-    ratios, gts, classes = [], [], []
+    ratios, gts, classes, units, near_ceiling, predicted = [], [], [], [], 0, 0
     for i in range(len(dataset)):
         item = dataset[i]
         with torch.no_grad():
@@ -67,12 +76,17 @@ def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarr
         if pred.shape != gt.shape:
             pred = resize_prediction(pred, gt.shape, proto.resize)
         valid = scored_pixels(gt, proto)
+        units.append(np.median(pred[valid]) / np.median(gt[valid]))
+        near_ceiling += int(np.count_nonzero(pred > 0.5 / MIN_DISP))
+        predicted += pred.size
         scaled, _ = scale_and_clamp(gt[valid], pred[valid], proto.scaling, proto.clamp)
         ratios.append(np.log(scaled / gt[valid]))
         gts.append(gt[valid])
         if "semantic" in item:
             classes.append(item["semantic"][0].numpy()[valid])
-    return np.concatenate(ratios), np.concatenate(gts), (np.concatenate(classes) if classes else None)
+    raw = {"units_per_metre": round(float(np.median(units)), 4),
+           "near_ceiling_share": round(near_ceiling / predicted, 4)}
+    return np.concatenate(ratios), np.concatenate(gts), (np.concatenate(classes) if classes else None), raw
 
 
 def _network(spec: str):
@@ -117,9 +131,9 @@ def main(argv: list[str] | None = None) -> dict:
     for spec, net in nets.items():
         result["networks"][spec] = {}
         for split_name, split in splits.items():
-            log_ratio, gt, classes = scaled_log_ratios(net, split, protocol)
+            log_ratio, gt, classes, raw = scaled_log_ratios(net, split, protocol)
             by_depth = group_errors(log_ratio, np.digitize(gt, args.bins) - 1, bin_labels)
-            entry = {"images": len(split), "pixels": int(log_ratio.size),
+            entry = {"images": len(split), "pixels": int(log_ratio.size), "raw_depth": raw,
                      "overall": group_errors(log_ratio, np.zeros_like(log_ratio, dtype=int), {0: "all"})["all"],
                      "by_true_depth": by_depth}
             if classes is not None:

@@ -169,7 +169,7 @@ def _run_video(args: argparse.Namespace, path: Path, name: str, net, preset, dev
 
     summary = process_video(
         path, args.out / name, lambda rgb: depth_from_rgb(net, rgb, preset, device, args.keep_size),
-        pose_function(pose_net, preset, device, args.pose_order) if pose_net is not None else None,
+        pose_function(pose_net, preset, device, args.pose_order, depth_net=net) if pose_net is not None else None,
         K_fn if intrinsics is not None else None, stride=args.stride, max_frames=args.max_frames,
         fuse_every=args.fuse_every, ply=args.ply, cmap=args.cmap, progress=not args.no_progress,
         notes=lambda m: tqdm.write(m, file=sys.stderr))

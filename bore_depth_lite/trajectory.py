@@ -17,7 +17,7 @@ from .fileio import atomic_write, atomic_write_text
 from .geometry import pose_vec_to_mat
 from .preprocess import normalize_imagenet
 
-__all__ = ["chain_relative_poses", "predict_trajectory", "align_scale", "ate_rmse", "write_tum", "read_tum",
+__all__ = ["chain_relative_poses", "translation_to_depth_units", "predict_trajectory", "align_scale", "ate_rmse", "write_tum", "read_tum",
            "plot_trajectory"]
 
 
@@ -32,14 +32,34 @@ def chain_relative_poses(T_next_from_current: np.ndarray) -> np.ndarray:
     return np.stack(poses)
 
 
+def translation_to_depth_units(pose_vectors: torch.Tensor, pose_net: nn.Module,
+                               target_depth: torch.Tensor | None) -> torch.Tensor:
+    """PoseNet's output (B, 6) with its translation in the DepthNet's units.
+
+    A PoseNet trained with ``normalise_depth`` (``translation_unit == "mean_depth"``) predicts
+    translation in units of the target frame's mean depth; this multiplies it by the mean of
+    ``target_depth`` (B, 1, H, W), the DepthNet's depth of the targets that were given to PoseNet.
+    Any other PoseNet's output is returned as it is, and ``target_depth`` may then be None.
+    """
+    if getattr(pose_net, "translation_unit", "depth") != "mean_depth":
+        return pose_vectors
+    if target_depth is None:
+        raise ValueError("this PoseNet predicts translation in units of the target's mean depth "
+                         "(trained with normalise_depth): pass the DepthNet, or the targets' depth, too")
+    mean = target_depth.mean(dim=(1, 2, 3)).to(pose_vectors)[:, None]
+    return torch.cat([pose_vectors[:, :3] * mean, pose_vectors[:, 3:]], dim=1)
+
+
 @torch.no_grad()
 def predict_trajectory(pose_net: nn.Module, frames: torch.Tensor, convention: str = "sc_depth",
-                       order: str = "forward") -> np.ndarray:
+                       order: str = "forward", depth_net: nn.Module | None = None) -> np.ndarray:
     """Camera-to-world poses (N, 4, 4) of frames (N, 3, H, W) in [0, 1], first camera = world.
 
     ``order="forward"`` asks PoseNet(t, t+1) for ``T_{t+1←t}``; ``"backward"`` asks
     PoseNet(t+1, t) for ``T_{t←t+1}`` and inverts it. A well-trained PoseNet gives the same
-    path both ways; early in training they can differ (see the training chapter).
+    path both ways; early in training they can differ (see the training chapter). ``depth_net``
+    is needed for a PoseNet whose translation is in mean-depth units
+    (:func:`translation_to_depth_units`): the path is then in the DepthNet's units.
     """
     if frames.ndim != 4 or frames.shape[0] < 2:
         raise ValueError(f"frames must be (N>=2, 3, H, W), got {tuple(frames.shape)}")
@@ -48,12 +68,13 @@ def predict_trajectory(pose_net: nn.Module, frames: torch.Tensor, convention: st
     was_training = pose_net.training
     pose_net.eval()
     x = normalize_imagenet(frames)
-    if order == "forward":
-        T = pose_vec_to_mat(pose_net(x[:-1], x[1:]).double().cpu(), convention).numpy()
-    else:
-        T = np.linalg.inv(pose_vec_to_mat(pose_net(x[1:], x[:-1]).double().cpu(), convention).numpy())
+    targets, sources = (x[:-1], x[1:]) if order == "forward" else (x[1:], x[:-1])
+    needs_depth = getattr(pose_net, "translation_unit", "depth") == "mean_depth"
+    target_depth = depth_net(targets) if needs_depth and depth_net is not None else None
+    vectors = translation_to_depth_units(pose_net(targets, sources), pose_net, target_depth)
     pose_net.train(was_training)
-    return chain_relative_poses(T)
+    T = pose_vec_to_mat(vectors.double().cpu(), convention).numpy()
+    return chain_relative_poses(T if order == "forward" else np.linalg.inv(T))
 
 
 def align_scale(pred_positions: np.ndarray, true_positions: np.ndarray) -> float:

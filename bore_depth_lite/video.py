@@ -39,7 +39,7 @@ from .images import ImageLoadError
 from .plotting import colorize_depth, inverse_depth_range
 from .pointcloud import colours_at, depth_to_points, write_ply
 from .preprocess import preprocess
-from .trajectory import chain_relative_poses, plot_trajectory, write_tum
+from .trajectory import chain_relative_poses, plot_trajectory, translation_to_depth_units, write_tum
 
 __all__ = ["VIDEO_EXTENSIONS", "MAX_VIDEO_PIXELS", "MAX_PREVIEW_WIDTH", "VideoError", "Frame", "iter_frames",
            "SideBySideWriter", "write_video", "probe", "process_video", "VideoSummary"]
@@ -329,8 +329,8 @@ def process_video(path: str | Path, out_dir: str | Path, depth_fn: Callable[[np.
     return VideoSummary(len(stamps), poses, np.array(stamps), time.perf_counter() - start)
 
 
-def pose_function(pose_net, preset: str | tuple[int, int] | None, device,
-                  order: str = "backward") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def pose_function(pose_net, preset: str | tuple[int, int] | None, device, order: str = "backward",
+                  depth_net=None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``(rgb_t, rgb_t+1) -> T_{t+1←t}`` (4, 4) float64 from a PoseNet, its frames preprocessed
     as the DepthNet's (``preset`` size, ImageNet normalisation); each frame is preprocessed once.
 
@@ -338,10 +338,14 @@ def pose_function(pose_net, preset: str | tuple[int, int] | None, device,
     PoseNet(t, t+1), ``"backward"`` asks PoseNet(t+1, t) and inverts it. Backward is the default
     because the stage-1 loss lets PoseNet learn that order first (chapter 5): on a rendered
     24-frame driving clip the shipped network's path has ATE 0.11 m backward and 2.68 m,
-    mirrored (negative scale), forward.
+    mirrored (negative scale), forward. ``depth_net`` is needed for a PoseNet whose translation
+    is in mean-depth units (:func:`bore_depth_lite.trajectory.translation_to_depth_units`).
     """
     if order not in ("forward", "backward"):
         raise ValueError(f"order must be 'forward' or 'backward', got {order!r}")
+    needs_depth = getattr(pose_net, "translation_unit", "depth") == "mean_depth"
+    if needs_depth and depth_net is None:
+        translation_to_depth_units(torch.zeros(1, 6), pose_net, None)   # raises the one-line error
     cache: dict[int, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -353,8 +357,10 @@ def pose_function(pose_net, preset: str | tuple[int, int] | None, device,
         cache.clear()
         cache[id(current)] = x
         # PoseNet(target, source) gives T_{source←target}: (t, t+1) gives T_{t+1←t}, (t+1, t) its inverse
-        if order == "forward":
-            return pose_vec_to_mat(pose_net(x_prev, x).double().cpu(), "sc_depth")[0].numpy()
-        return np.linalg.inv(pose_vec_to_mat(pose_net(x, x_prev).double().cpu(), "sc_depth")[0].numpy())
+        target, source = (x_prev, x) if order == "forward" else (x, x_prev)
+        vector = translation_to_depth_units(pose_net(target, source), pose_net,
+                                            depth_net(target) if needs_depth else None)
+        T = pose_vec_to_mat(vector.double().cpu(), "sc_depth")[0].numpy()
+        return T if order == "forward" else np.linalg.inv(T)
 
     return pose

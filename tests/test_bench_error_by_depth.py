@@ -52,6 +52,7 @@ def test_the_shipped_network_scores_as_its_record_says(tmp_path):
         # the record averages per image, this pools pixels: equal only for equal valid counts per image
         assert entry["overall"]["abs_rel"] == pytest.approx(recorded["abs_rel"], abs=0.01)
         assert entry["overall"]["delta1"] == pytest.approx(recorded["delta1"], abs=0.02)
+        assert entry["raw_depth"]["units_per_metre"] > 0 and 0 <= entry["raw_depth"]["near_ceiling_share"] <= 1
         for groups in (entry["by_true_depth"], entry["by_class"]):
             assert sum(g["share"] for g in groups.values()) == pytest.approx(1.0, abs=1e-3)
     with pytest.raises(SystemExit):   # never overwrites an earlier result unasked
@@ -62,3 +63,30 @@ def test_refuses_what_is_neither_a_network_nor_a_file(capsys):
     with pytest.raises(SystemExit):
         error_by_depth.main(["--networks", "no-such-net"])
     assert "neither a shipped network" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("units", [10.0, 60.0])
+def test_raw_depth_reports_the_chosen_scale_and_the_pixels_near_the_ceiling(units):
+    """A constant depth of `units` everywhere: units per metre is units / median(gt) image by image, and
+    every pixel is beyond half the 100-unit ceiling exactly when units > 50."""
+    import sys
+    from dataclasses import replace
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "data_scripts"))
+    import make_pretrained as mp
+    from bore_depth_lite.evaluate import ConstantDepth
+    from bore_depth_lite.protocols import get_protocol, scored_pixels
+
+    split = mp.test_split(replace(mp.TEST_SPLIT, test_scenes=1, test_frames_per_scene=3))
+
+    class Constant(torch.nn.Module):
+        def forward(self, image):
+            return units * ConstantDepth()(image)
+
+    *_, raw = error_by_depth.scaled_log_ratios(Constant(), split, "synthetic_driving")
+    proto = get_protocol("synthetic_driving")
+    medians = [np.median(g[scored_pixels(g, proto)]) for g in (split[i]["depth"][0].numpy() for i in range(len(split)))]
+    assert raw["units_per_metre"] == pytest.approx(float(np.median([units / m for m in medians])), rel=1e-3)
+    assert raw["near_ceiling_share"] == (1.0 if units > 50 else 0.0)

@@ -217,3 +217,26 @@ def test_no_progress_drops_the_bars_and_keeps_the_messages(clip, tmp_path, capsy
     err = capsys.readouterr().err
     assert "drive.mp4: 2 frame(s) in" in err and "wrote 2 depth map(s)" in err, err
     assert "\r" not in err and "it/s" not in err and "frame/s]" not in err, err
+
+
+@pytest.mark.parametrize("order", ["forward", "backward"])
+def test_pose_function_puts_a_mean_depth_posenets_translation_in_depth_units(order):
+    from bore_depth_lite.video import pose_function
+
+    torch.manual_seed(0)
+    pose_net = PoseNet("small", translation_unit="mean_depth").eval()
+    plain = PoseNet("small").eval()
+    plain.load_state_dict(pose_net.state_dict())
+
+    class Five(torch.nn.Module):
+        def forward(self, x):
+            return torch.full_like(x[:, :1], 5.0)
+
+    a, b = (np.random.default_rng(i).integers(0, 256, (64, 96, 3), dtype=np.uint8) for i in (1, 2))
+    T = pose_function(pose_net, (64, 96), "cpu", order, depth_net=Five())(a, b)
+    T_plain = pose_function(plain, (64, 96), "cpu", order)(a, b)
+    assert np.allclose(T[:3, :3], T_plain[:3, :3])
+    # backward inverts [R | 5t] to [R^T | -5 R^T t]: five times the plain inverse's translation too
+    assert np.allclose(T[:3, 3], 5 * T_plain[:3, 3])
+    with pytest.raises(ValueError, match="pass the DepthNet"):
+        pose_function(pose_net, (64, 96), "cpu", order)

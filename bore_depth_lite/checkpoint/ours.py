@@ -6,7 +6,7 @@ Format (a plain dict saved with ``torch.save``, loadable with ``weights_only=Tru
       "format": "bore_depth_lite.checkpoint",
       "version": 1,
       "depth_net": {"config": DepthNetConfig.to_dict(), "state_dict": {...}},   # optional
-      "pose_net":  {"config": {}, "state_dict": {...}},                         # optional
+      "pose_net":  {"config": {"arch", "translation_unit"}, "state_dict": {...}},  # optional
       "extra": {...},   # plain Python values only: epoch, step, metrics, notes...
       "training": {...},  # optional: optimiser, scaler and RNG states of a run that can resume
     }
@@ -44,7 +44,8 @@ def checkpoint_dict(depth_net: DepthNet | None = None, pose_net: PoseNet | None 
     if depth_net is not None:
         ckpt["depth_net"] = {"config": depth_net.config.to_dict(), "state_dict": _cpu(depth_net.state_dict())}
     if pose_net is not None:
-        ckpt["pose_net"] = {"config": {"arch": pose_net.arch}, "state_dict": _cpu(pose_net.state_dict())}
+        config = {"arch": pose_net.arch, "translation_unit": getattr(pose_net, "translation_unit", "depth")}
+        ckpt["pose_net"] = {"config": config, "state_dict": _cpu(pose_net.state_dict())}
     if training is not None:
         ckpt["training"] = training
     return ckpt
@@ -125,7 +126,9 @@ def load_posenet(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if isinstance(ckpt, dict) and ckpt.get("format") != FORMAT:
         return load_released_posenet(path, map_location)
     entry = _read_ours(path, "pose_net", map_location)
-    net = _build(path, "pose_net", lambda: PoseNet(arch=entry.get("config", {}).get("arch", "resnet18")))
+    config = entry.get("config", {})
+    net = _build(path, "pose_net", lambda: PoseNet(arch=config.get("arch", "resnet18"),
+                                                   translation_unit=config.get("translation_unit", "depth")))
     _load_strict(path, "pose_net", net, entry)
     return net.eval()
 

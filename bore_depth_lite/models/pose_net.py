@@ -13,8 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet18
 
-__all__ = ["PoseNet", "PoseDecoder", "SmallPoseEncoder", "POSE_ARCHS", "stack_conv1_weights"]
+__all__ = ["PoseNet", "PoseDecoder", "SmallPoseEncoder", "POSE_ARCHS", "TRANSLATION_UNITS", "stack_conv1_weights"]
 POSE_ARCHS = ("resnet18", "small")
+#: What one unit of predicted translation is: "depth", the DepthNet's own unit (SC-Depth, the
+#: release); "mean_depth", the mean depth of the target frame (a network trained with
+#: ``normalise_depth``: multiply by that mean, :func:`bore_depth_lite.trajectory.translation_to_depth_units`).
+TRANSLATION_UNITS = ("depth", "mean_depth")
 
 POSE_SCALE = 0.01
 
@@ -75,13 +79,17 @@ class PoseNet(nn.Module):
         pretrained: start from torchvision's ImageNet ResNet-18 (DOWNLOADS the weights on first
             use, ~45 MB, into torch's cache), with conv1 repeated over the two frames and halved
             (:func:`stack_conv1_weights`). The default ``False`` never touches the network.
+        translation_unit: one of :data:`TRANSLATION_UNITS`; recorded with the weights, it
+            changes nothing in ``forward``, only how a trajectory reads the translation.
     """
 
-    def __init__(self, arch: str = "resnet18", pretrained: bool = False):
+    def __init__(self, arch: str = "resnet18", pretrained: bool = False, translation_unit: str = "depth"):
         super().__init__()
         if arch not in POSE_ARCHS:
             raise ValueError(f"unknown PoseNet arch {arch!r}; expected one of {POSE_ARCHS}")
-        self.arch = arch
+        if translation_unit not in TRANSLATION_UNITS:
+            raise ValueError(f"unknown translation_unit {translation_unit!r}; expected one of {TRANSLATION_UNITS}")
+        self.arch, self.translation_unit = arch, translation_unit
         if arch == "small":
             if pretrained:
                 raise ValueError("pretrained weights exist only for arch='resnet18'")

@@ -52,6 +52,13 @@ class TrainConfig:
     normal_weight: float = 0.0          # normal matching vs the pseudo-depth's normals
     mask_rank_weight: float = 0.0       # dynamic-region mask ranking
     normal_rank_weight: float = 0.0     # edge-guided normal ranking
+    # Divide each triplet's depths by the target depth's mean before warping: the loss no longer
+    # depends on the global depth scale, so the pose's translation units cannot drag the depth
+    # toward DepthNet's 100-unit ceiling (training_step).
+    normalise_depth: bool = False
+    # With normalise_depth, nothing in the loss sees the global scale, so it wanders; this pulls
+    # the target's mean log depth to the middle of DepthNet's range, sqrt(0.1 · 100) ≈ 3.2 units.
+    scale_anchor_weight: float = 0.0
     # Ablation switches of the photometric objective (False: "no SSIM", "no auto-mask", "no
     # self-discovered mask", "average instead of min", "no in-view check"; losses.stage1_loss).
     use_ssim: bool = True
@@ -108,7 +115,10 @@ class TrainConfig:
             raise ValueError(f"--lr-gamma: expected a number in (0, 1], found {self.lr_gamma}")
         if any(m < 1 for m in self.lr_milestones) or list(self.lr_milestones) != sorted(set(self.lr_milestones)):
             raise ValueError(f"--lr-milestones: expected increasing steps >= 1, found {list(self.lr_milestones)}")
-        for name in ("photo_weight", "geometry_weight", "smooth_weight", "semantic_weight"):
+        if self.scale_anchor_weight and not self.normalise_depth:
+            raise ValueError("--scale-anchor-weight: needs --normalise-depth (without it the anchor pulls against "
+                             f"the photometric terms, which see the scale), found {self.scale_anchor_weight}")
+        for name in ("photo_weight", "geometry_weight", "smooth_weight", "semantic_weight", "scale_anchor_weight"):
             value = getattr(self, name, None)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{flag(name)}: expected a finite number >= 0, found {value}")

@@ -7,6 +7,7 @@ teacher (:mod:`bore_depth_lite.distill`). The loop around it is :mod:`.trainer`.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -14,17 +15,24 @@ from torch import Tensor, nn
 
 from ..losses import stage1_loss
 from ..models import DepthNet, PoseNet
+from ..models.depth_net import DISP_SCALE, MIN_DISP
 from ..preprocess import normalize_imagenet
 from .config import TrainConfig
 
 if TYPE_CHECKING:
     from ..distill import SemanticGuide
 
-__all__ = ["build_networks", "StudentModel", "training_step"]
+__all__ = ["build_networks", "StudentModel", "training_step", "SCALE_ANCHOR_LOG_DEPTH"]
+
+#: The middle of DepthNet's depth range [1 / (DISP_SCALE + MIN_DISP), 1 / MIN_DISP] in log units
+#: (≈ log 3.16): where the scale anchor puts a normalised network's mean log depth, so that a scene
+#: has the same room, a factor of about 30, towards the near and the far end of the range.
+SCALE_ANCHOR_LOG_DEPTH = 0.5 * (math.log(1 / (DISP_SCALE + MIN_DISP)) + math.log(1 / MIN_DISP))
 
 
 def build_networks(config: TrainConfig) -> tuple[DepthNet, PoseNet]:
-    return DepthNet(config.model), PoseNet(arch=config.pose_arch)
+    unit = "mean_depth" if config.normalise_depth else "depth"
+    return DepthNet(config.model), PoseNet(arch=config.pose_arch, translation_unit=unit)
 
 
 class StudentModel(nn.Module):
@@ -67,6 +75,15 @@ def training_step(depth_model: nn.Module, pose_net: nn.Module, batch: dict[str, 
     normalised = normalize_imagenet(torch.cat([tgt, *srcs]))
     depths, features = depth_model(normalised)
     tgt_depth, *src_depths = depths.chunk(1 + S)
+    raw_tgt_depth = tgt_depth
+    if config.normalise_depth:
+        # The photometric, geometry and normal terms do not change when all depths and the
+        # translations scale together, but the ranking terms' logistic margins grow with the
+        # scale. Dividing by the target's mean (not detached) makes the whole loss blind to the
+        # global scale, and PoseNet then predicts translation in units of the mean depth.
+        mean_depth = tgt_depth.mean(dim=(1, 2, 3), keepdim=True)
+        tgt_depth = tgt_depth / mean_depth
+        src_depths = [d / mean_depth for d in src_depths]
 
     tgt_n, *src_n = normalised.chunk(1 + S)
     pose_vectors = pose_net(torch.cat([tgt_n] * S + src_n), torch.cat(src_n + [tgt_n] * S)).chunk(2 * S)
@@ -79,6 +96,10 @@ def training_step(depth_model: nn.Module, pose_net: nn.Module, batch: dict[str, 
                          use_dynamic_mask=config.use_dynamic_mask, use_min=config.use_min,
                          use_geometric_mask=config.use_geometric_mask,
                          pseudo_depth=pseudo_depth, **pseudo_weights)
+    if config.scale_anchor_weight:
+        log_mean = torch.log(raw_tgt_depth).mean(dim=(1, 2, 3))
+        losses["scale_anchor"] = ((log_mean - SCALE_ANCHOR_LOG_DEPTH) ** 2).mean()
+        losses["loss"] = losses["loss"] + config.scale_anchor_weight * losses["scale_anchor"]
     if semantic is not None:
         tgt_features = [f[: tgt.shape[0]] for f in features]
         losses["semantic"] = semantic(tgt_features, tgt_n)
