@@ -58,6 +58,24 @@ def test_train_triplets_match_the_renderer(dataset_root):
     np.testing.assert_allclose(item["T_src_tgt"][0].numpy(), expected, atol=1e-6)
 
 
+def test_every_step_up_to_k_adds_the_narrower_gaps(dataset_root):
+    """5 frames per scene, 2 scenes: gap 1 gives targets 1-3, gap 2 target 2 only: 2 × (3 + 1) triplets,
+    each with its sources k frames before and after its target."""
+    ds = TrainTripletDataset(dataset_root, "train", frame_step=2, with_poses=True, every_step_up_to=True)
+    assert len(ds) == 2 * (3 + 1)
+    assert len(TrainTripletDataset(dataset_root, "train", frame_step=2)) == 2 * 1
+    seq = render_sequence("indoor", 5, 32, 40, seed=scene_seed(1, 0, 0))
+    gaps = set()
+    for n in range(4):                     # the first scene's triplets
+        item, (_, i, k) = ds[n], ds.samples[n]
+        gaps.add(k)
+        np.testing.assert_array_equal((item["srcs"][0].permute(1, 2, 0).numpy() * 255).round(), seq.rgb[i - k])
+        np.testing.assert_array_equal((item["srcs"][1].permute(1, 2, 0).numpy() * 255).round(), seq.rgb[i + k])
+        np.testing.assert_allclose(item["T_src_tgt"][1].numpy(), np.linalg.inv(seq.poses[i + k]) @ seq.poses[i],
+                                   atol=1e-6)
+    assert gaps == {1, 2}
+
+
 def test_val_and_test_depth_are_lossless(dataset_root):
     val = TrainTripletDataset(dataset_root, "val", with_depth=True)
     seq = render_sequence("indoor", 4, 32, 40, seed=scene_seed(1, 1, 0))

@@ -55,6 +55,9 @@ class TrainTripletDataset(Dataset):
         root: data root (holding ``training/``) or the ``training`` folder itself.
         split: ``"train"`` or ``"val"`` (reads ``training/<split>.txt``).
         frame_step: k, the frame gap between target and sources.
+        every_step_up_to: also the triplets of every narrower gap 1 … k − 1, so that the
+            samples span every baseline up to k (a PoseNet trained on one gap only mis-sizes
+            the motion between frames at other gaps).
         transform: a callable on ``{"images": (3,3,H,W), "K": (3,3), "maps": {...}}``
             (see :mod:`bore_depth_lite.data.transforms`), applied to the whole triplet.
         with_depth / with_pseudo_depth: also return the target's depth / pseudo-depth
@@ -69,7 +72,7 @@ class TrainTripletDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, split: str = "train", frame_step: int = 1, transform=None,
                  with_depth: bool = False, with_pseudo_depth: bool = False, with_poses: bool = False,
-                 png_depth_scale: float = 1000.0):
+                 png_depth_scale: float = 1000.0, every_step_up_to: bool = False):
         root = Path(root)
         training = root if root.name == "training" else root / "training"
         if not training.is_dir():
@@ -80,20 +83,21 @@ class TrainTripletDataset(Dataset):
         self.png_depth_scale = png_depth_scale
         self.scenes = [_Scene(training / name, with_depth, with_pseudo_depth, with_poses)
                        for name in read_split(training / f"{split}.txt")]
-        self.samples: list[tuple[int, int]] = []
+        self.samples: list[tuple[int, int, int]] = []   # (scene, target frame, gap)
+        steps = range(1, frame_step + 1) if every_step_up_to else (frame_step,)
         for s, scene in enumerate(self.scenes):
             n = len(scene.frames)
             if n < 2 * frame_step + 1:
                 raise LayoutError(f"{scene.folder}: {n} frames, but a triplet with frame_step={frame_step} "
                                   f"needs at least {2 * frame_step + 1}")
-            self.samples += [(s, i) for i in range(frame_step, n - frame_step)]
+            self.samples += [(s, i, k) for k in steps for i in range(k, n - k)]
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict:
-        s, i = self.samples[index]
-        scene, k = self.scenes[s], self.frame_step
+        s, i, k = self.samples[index]
+        scene = self.scenes[s]
         ids = (i, i - k, i + k)
         frames = [read_image(scene.frames[j]) for j in ids]
         shapes = {f.shape for f in frames}

@@ -25,6 +25,7 @@ class TrainConfig:
     synthetic_scenes: int = 8           # training scenes generated (when data_root is None)
     synthetic_frames: int = 24          # frames per scene
     frame_step: int = 1                 # sources are frames t-k and t+k: a wider baseline, more parallax
+    every_frame_step: bool = False      # triplets of every gap 1..frame_step (PoseNet sees every motion size)
     height: int = 128
     width: int = 160
     model: str = "small"                # DepthNet config: paper | small | tiny

@@ -60,7 +60,7 @@ def training_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     pseudo = needs_pseudo_depth(config)
     try:
         train = TrainTripletDataset(root, "train", frame_step=config.frame_step, transform=transform,
-                                    with_pseudo_depth=pseudo)
+                                    with_pseudo_depth=pseudo, every_step_up_to=config.every_frame_step)
     except LayoutError as err:
         if pseudo and "pseudo-depth" in str(err):
             raise LayoutError(f"the pseudo-depth terms (normal/mask-rank/normal-rank weight > 0) need pseudo_depth/ "
