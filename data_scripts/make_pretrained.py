@@ -46,8 +46,7 @@ RECIPE = dict(model="tiny", pose_arch="small", synthetic_preset="driving", heigh
 # had reached held-out AbsRel 0.124 / 0.105 and delta1 0.848 / 0.881 by step 2,750.
 #: shipped name -> (DepthNet configuration, synthetic world it learns, what it changes in RECIPE);
 #: ``PRETRAINED`` in the package names the file of each one that is shipped.
-NETWORKS = {"tiny-driving": ("tiny", "driving", {"synthetic_scenes": 128, "frame_step": 4, "normalise_depth": True,
-                                          "scale_anchor_weight": 0.1}), "tiny-indoor": ("tiny", "indoor", {}),
+NETWORKS = {"tiny-driving": ("tiny", "driving", {}), "tiny-indoor": ("tiny", "indoor", {}),
             "paper-driving": ("paper", "driving", {"steps": 2750, "lr_milestones": (2250,)})}
 WORLDS = {name: world for name, (_, world, _) in NETWORKS.items()}
 TEST_SPLIT = SyntheticConfig(preset="driving", height=96, width=160, seed=7, train_scenes=0, val_scenes=0,
