@@ -62,9 +62,8 @@ def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarr
     below 1/2 and the photometric loss can hardly move the depth any more."""
     from bore_depth_lite.evaluate import predict_depth
     from bore_depth_lite.metrics import scale_and_clamp
-    from bore_depth_lite.protocols import get_protocol, resize_prediction, scored_pixels
-
     from bore_depth_lite.models.depth_net import MIN_DISP
+    from bore_depth_lite.protocols import get_protocol, resize_prediction, scored_pixels
 
     proto = get_protocol(protocol)
     ratios, gts, classes, units, near_ceiling, predicted = [], [], [], [], 0, 0

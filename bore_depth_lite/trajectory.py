@@ -17,7 +17,7 @@ from .fileio import atomic_write, atomic_write_text
 from .geometry import pose_vec_to_mat
 from .preprocess import normalize_imagenet
 
-__all__ = ["chain_relative_poses", "translation_to_depth_units", "predict_trajectory", "align_scale", "ate_rmse", "write_tum", "read_tum",
+__all__ = ["chain_relative_poses", "needs_target_depth", "translation_to_depth_units", "predict_trajectory", "align_scale", "ate_rmse", "write_tum", "read_tum",
            "plot_trajectory"]
 
 
@@ -32,6 +32,19 @@ def chain_relative_poses(T_next_from_current: np.ndarray) -> np.ndarray:
     return np.stack(poses)
 
 
+_NEEDS_DEPTH = ("this PoseNet predicts translation in units of the target's mean depth "
+                "(trained with normalise_depth): pass the DepthNet, or the targets' depth, too")
+
+
+def needs_target_depth(pose_net: nn.Module, depth_net: nn.Module | None) -> bool:
+    """Whether ``pose_net``'s translation is in mean-depth units (then the targets' depth is needed);
+    a one-line ValueError when it is and ``depth_net`` is None."""
+    needed = getattr(pose_net, "translation_unit", "depth") == "mean_depth"
+    if needed and depth_net is None:
+        raise ValueError(_NEEDS_DEPTH)
+    return needed
+
+
 def translation_to_depth_units(pose_vectors: torch.Tensor, pose_net: nn.Module,
                                target_depth: torch.Tensor | None) -> torch.Tensor:
     """PoseNet's output (B, 6) with its translation in the DepthNet's units.
@@ -44,8 +57,7 @@ def translation_to_depth_units(pose_vectors: torch.Tensor, pose_net: nn.Module,
     if getattr(pose_net, "translation_unit", "depth") != "mean_depth":
         return pose_vectors
     if target_depth is None:
-        raise ValueError("this PoseNet predicts translation in units of the target's mean depth "
-                         "(trained with normalise_depth): pass the DepthNet, or the targets' depth, too")
+        raise ValueError(_NEEDS_DEPTH)
     mean = target_depth.mean(dim=(1, 2, 3)).to(pose_vectors)[:, None]
     return torch.cat([pose_vectors[:, :3] * mean, pose_vectors[:, 3:]], dim=1)
 
@@ -69,8 +81,7 @@ def predict_trajectory(pose_net: nn.Module, frames: torch.Tensor, convention: st
     pose_net.eval()
     x = normalize_imagenet(frames)
     targets, sources = (x[:-1], x[1:]) if order == "forward" else (x[1:], x[:-1])
-    needs_depth = getattr(pose_net, "translation_unit", "depth") == "mean_depth"
-    target_depth = depth_net(targets) if needs_depth and depth_net is not None else None
+    target_depth = depth_net(targets) if needs_target_depth(pose_net, depth_net) else None
     vectors = translation_to_depth_units(pose_net(targets, sources), pose_net, target_depth)
     pose_net.train(was_training)
     T = pose_vec_to_mat(vectors.double().cpu(), convention).numpy()

@@ -39,7 +39,8 @@ from .images import ImageLoadError
 from .plotting import colorize_depth, inverse_depth_range
 from .pointcloud import colours_at, depth_to_points, write_ply
 from .preprocess import preprocess
-from .trajectory import chain_relative_poses, plot_trajectory, translation_to_depth_units, write_tum
+from .trajectory import (chain_relative_poses, needs_target_depth, plot_trajectory, translation_to_depth_units,
+                         write_tum)
 
 __all__ = ["VIDEO_EXTENSIONS", "MAX_VIDEO_PIXELS", "MAX_PREVIEW_WIDTH", "VideoError", "Frame", "iter_frames",
            "SideBySideWriter", "write_video", "probe", "process_video", "VideoSummary"]
@@ -343,9 +344,7 @@ def pose_function(pose_net, preset: str | tuple[int, int] | None, device, order:
     """
     if order not in ("forward", "backward"):
         raise ValueError(f"order must be 'forward' or 'backward', got {order!r}")
-    needs_depth = getattr(pose_net, "translation_unit", "depth") == "mean_depth"
-    if needs_depth and depth_net is None:
-        translation_to_depth_units(torch.zeros(1, 6), pose_net, None)   # raises the one-line error
+    needs_depth = needs_target_depth(pose_net, depth_net)   # before the first frame, not at it
     cache: dict[int, torch.Tensor] = {}
 
     @torch.no_grad()
