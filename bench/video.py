@@ -61,7 +61,7 @@ def _run(path: Path, depth_net, pose_net, preset, K, out: Path, fuse_every: int 
     cpu = torch.device("cpu")
     wall, proc = time.perf_counter(), time.process_time()
     summary = process_video(path, out, lambda rgb: depth_from_rgb(depth_net, rgb, preset, cpu),
-                            pose_function(pose_net, preset, cpu, order) if pose_net is not None else None,
+                            pose_function(pose_net, preset, cpu, order, depth_net=depth_net) if pose_net is not None else None,
                             lambda size, source: K, fuse_every=fuse_every, progress=False)
     wall, proc = time.perf_counter() - wall, time.process_time() - proc
     return {"frames": summary.frames, "frames_per_s": round(summary.frames / wall, 2),
