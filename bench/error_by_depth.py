@@ -59,14 +59,17 @@ def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarr
     median(pred) / median(gt) on the valid pixels (the scale the network chose: self-supervision
     fixes none), and ``near_ceiling_share``, the share of all predicted pixels (sky included) beyond
     half of DepthNet's ceiling 1 / MIN_DISP = 100 units, where d log(depth) / d logit has fallen
-    below 1/2 and the photometric loss can hardly move the depth any more."""
+    below 1/2 and the photometric loss can hardly move the depth any more; ``log_spread_ratio``, the
+    median over images of std(log pred) / std(log gt) on the valid pixels (the contrast: 1 when the
+    depth spans the truth's range of ratios, above 1 when near and far are pushed apart, below 1
+    when they are pressed together; median scaling does not change it)."""
     from bore_depth_lite.evaluate import predict_depth
     from bore_depth_lite.metrics import scale_and_clamp
     from bore_depth_lite.models.depth_net import MIN_DISP
     from bore_depth_lite.protocols import get_protocol, resize_prediction, scored_pixels
 
     proto = get_protocol(protocol)
-    ratios, gts, classes, units, near_ceiling, predicted = [], [], [], [], 0, 0
+    ratios, gts, classes, units, spreads, near_ceiling, predicted = [], [], [], [], [], 0, 0
     for i in range(len(dataset)):
         item = dataset[i]
         with torch.no_grad():
@@ -76,6 +79,8 @@ def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarr
             pred = resize_prediction(pred, gt.shape, proto.resize)
         valid = scored_pixels(gt, proto)
         units.append(np.median(pred[valid]) / np.median(gt[valid]))
+        if np.ptp(gt[valid]) > 0:
+            spreads.append(np.std(np.log(pred[valid])) / np.std(np.log(gt[valid])))
         near_ceiling += int(np.count_nonzero(pred > 0.5 / MIN_DISP))
         predicted += pred.size
         scaled, _ = scale_and_clamp(gt[valid], pred[valid], proto.scaling, proto.clamp)
@@ -84,7 +89,8 @@ def scaled_log_ratios(net, dataset, protocol: str) -> tuple[np.ndarray, np.ndarr
         if "semantic" in item:
             classes.append(item["semantic"][0].numpy()[valid])
     raw = {"units_per_metre": round(float(np.median(units)), 4),
-           "near_ceiling_share": round(near_ceiling / predicted, 4)}
+           "near_ceiling_share": round(near_ceiling / predicted, 4),
+           "log_spread_ratio": round(float(np.median(spreads)), 4) if spreads else None}
     return np.concatenate(ratios), np.concatenate(gts), (np.concatenate(classes) if classes else None), raw
 
 

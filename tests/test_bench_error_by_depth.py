@@ -90,3 +90,28 @@ def test_raw_depth_reports_the_chosen_scale_and_the_pixels_near_the_ceiling(unit
     medians = [np.median(g[scored_pixels(g, proto)]) for g in (split[i]["depth"][0].numpy() for i in range(len(split)))]
     assert raw["units_per_metre"] == pytest.approx(float(np.median([units / m for m in medians])), rel=1e-3)
     assert raw["near_ceiling_share"] == (1.0 if units > 50 else 0.0)
+    assert raw["log_spread_ratio"] == 0.0          # a constant has no contrast
+
+
+@pytest.mark.parametrize("power", [0.5, 1.0, 2.0])
+def test_log_spread_ratio_is_the_contrast_of_the_prediction_against_the_truth(power):
+    """A network that predicts c * gt**power (the split's own truth, image by image) has log(pred) =
+    log c + power * log(gt): its log-depth spread is power times the truth's, whatever c."""
+    import sys
+    from dataclasses import replace
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "data_scripts"))
+    import make_pretrained as mp
+
+    split = mp.test_split(replace(mp.TEST_SPLIT, test_scenes=1, test_frames_per_scene=3))
+    truths = iter([split[i]["depth"][0] for i in range(len(split))])
+
+    class TruthToThePower(torch.nn.Module):      # scaled_log_ratios asks for the images in order
+        def forward(self, image):
+            gt = next(truths)
+            return (7.0 * torch.where(gt > 0, gt, 80.0) ** power)[None, None]
+
+    *_, raw = error_by_depth.scaled_log_ratios(TruthToThePower(), split, "synthetic_driving")
+    assert raw["log_spread_ratio"] == pytest.approx(power, rel=1e-3)
