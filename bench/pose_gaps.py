@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     if any(gap < 1 for gap in args.gaps):
         parser.error(f"--gaps: every gap must be >= 1, got {args.gaps}")
     torch.set_num_threads(args.threads)
-    checkpoints = args.checkpoints or [pretrained_path(f"tiny-{args.preset}")]
+    shipped = f"tiny-{args.preset}"
+    checkpoints = args.checkpoints or [pretrained_path(shipped)]
     for path in checkpoints:
         if not path.is_file():
             parser.error(f"checkpoint {path}: no such file")
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
               "order": "backward", "networks": {}}
     for path in checkpoints:
         depth_net, pose_net = load_depthnet(path).float().eval(), load_posenet(path).float().eval()
-        result["networks"][str(path)] = {
+        label = f"{shipped} (shipped)" if path == pretrained_path(shipped) else str(path)
+        result["networks"][label] = {
             f"seed_{seed}": gap_errors(depth_net, pose_net, torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float()
                                        / 255.0, clip.poses, args.gaps)
             for seed, clip in clips.items()}

@@ -60,6 +60,7 @@ def test_shipped_network_end_to_end(tmp_path):
     out = tmp_path / "gaps.json"
     result = pose_gaps.main(["--gaps", "1", "2", "--out", str(out)])
     assert out.is_file()
+    assert list(result["networks"]) == ["tiny-driving (shipped)"]
     (entry,) = result["networks"].values()
     assert set(entry) == {f"seed_{s}" for s in pose_gaps.CLIP_SEEDS}
     for clip in entry.values():
