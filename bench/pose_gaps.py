@@ -66,9 +66,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--preset", choices=("driving", "indoor"), default="driving")
     parser.add_argument("--gaps", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--size", type=int, nargs=2, default=[96, 160], metavar=("H", "W"))
+    parser.add_argument("--speed", type=float, default=1.0, help="the clips' camera translates this many "
+                        "times faster along the same path, turning no faster (render_sequence's speed)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="also write the JSON here (atomically)")
     args = parser.parse_args(argv)
+    if not args.speed > 0:
+        parser.error(f"--speed: expected a number > 0, got {args.speed}")
     if any(gap < 1 for gap in args.gaps):
         parser.error(f"--gaps: every gap must be >= 1, got {args.gaps}")
     torch.set_num_threads(args.threads)
@@ -77,8 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     for path in checkpoints:
         if not path.is_file():
             parser.error(f"checkpoint {path}: no such file")
-    clips = {seed: render_sequence(args.preset, CLIP_FRAMES, *args.size, seed=seed) for seed in CLIP_SEEDS}
-    result = {"cpu": cpu_info(), "preset": args.preset, "size": args.size, "clip_frames": CLIP_FRAMES,
+    clips = {seed: render_sequence(args.preset, CLIP_FRAMES, *args.size, seed=seed, speed=args.speed)
+             for seed in CLIP_SEEDS}
+    result = {"cpu": cpu_info(), "preset": args.preset, "size": args.size, "speed": args.speed, "clip_frames": CLIP_FRAMES,
               "order": "backward", "networks": {}}
     for path in checkpoints:
         depth_net, pose_net = load_depthnet(path).float().eval(), load_posenet(path).float().eval()
