@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--speed: expected a number > 0, got {args.speed}")
     if any(gap < 1 for gap in args.gaps):
         parser.error(f"--gaps: every gap must be >= 1, got {args.gaps}")
+    if any(len(range(0, CLIP_FRAMES, gap)) < 3 for gap in args.gaps):
+        parser.error(f"--gaps: a gap above {(CLIP_FRAMES - 1) // 2} leaves fewer than 3 of the clips' {CLIP_FRAMES} "
+                     f"frames, got {args.gaps}")
     torch.set_num_threads(args.threads)
     shipped = f"tiny-{args.preset}"
     checkpoints = args.checkpoints or [pretrained_path(shipped)]
@@ -86,7 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"cpu": cpu_info(), "preset": args.preset, "size": args.size, "speed": args.speed, "clip_frames": CLIP_FRAMES,
               "order": "backward", "networks": {}}
     for path in checkpoints:
-        depth_net, pose_net = load_depthnet(path).float().eval(), load_posenet(path).float().eval()
+        try:
+            depth_net, pose_net = load_depthnet(path).float().eval(), load_posenet(path).float().eval()
+        except ValueError as err:             # CheckpointError: not ours, or no PoseNet in it
+            parser.error(str(err))
         label = f"{shipped} (shipped)" if path == pretrained_path(shipped) else str(path)
         result["networks"][label] = {
             f"seed_{seed}": gap_errors(depth_net, pose_net, torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float()

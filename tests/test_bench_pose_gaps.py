@@ -52,6 +52,9 @@ def test_bad_arguments_get_one_line_errors(capsys):
         pose_gaps.main(["--gaps", "0"])
     assert "--gaps: every gap must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        pose_gaps.main(["--gaps", "1", "13"])
+    assert "--gaps: a gap above 12 leaves fewer than 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         pose_gaps.main(["--speed", "0"])
     assert "--speed: expected a number > 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
