@@ -28,20 +28,14 @@ from bore_depth_lite.checkpoint import load_depthnet, load_posenet
 from bore_depth_lite.data.synthetic import render_sequence
 from bore_depth_lite.fileio import atomic_write_text
 from bore_depth_lite.pretrained import pretrained_path
-from bore_depth_lite.trajectory import ate_rmse, predict_trajectory
+from bore_depth_lite.trajectory import ate_rmse, predict_trajectory, straight_line_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import cpu_info  # noqa: E402  (bench/ is not a package)
 
 CLIP_SEEDS = (5, 11)
 CLIP_FRAMES = 25          # every gap in 1, 2, 3, 4, 6 reads whole steps of it
-
-
-def straight_line(n: int) -> np.ndarray:
-    """(n, 4, 4) camera-to-world poses moving one unit per frame along the first camera's axis."""
-    poses = np.tile(np.eye(4), (n, 1, 1))
-    poses[:, 2, 3] = np.arange(n)
-    return poses
+MIN_PATH_FRAMES = 3       # two poses always fit a path exactly: ATE needs at least three
 
 
 @torch.no_grad()
@@ -50,11 +44,11 @@ def gap_errors(depth_net, pose_net, frames: torch.Tensor, true_poses: np.ndarray
     out = {}
     for gap in gaps:
         every = slice(None, None, gap)
-        if len(true_poses[every]) < 3:
-            raise ValueError(f"--gaps: {gap} leaves fewer than 3 of the clip's {len(true_poses)} frames")
+        if len(true_poses[every]) < MIN_PATH_FRAMES:
+            raise ValueError(f"--gaps: {gap} leaves fewer than {MIN_PATH_FRAMES} of the clip's {len(true_poses)} frames")
         poses = predict_trajectory(pose_net, frames[every], order="backward", depth_net=depth_net)
         ate, scale = ate_rmse(poses, true_poses[every])
-        line, _ = ate_rmse(straight_line(len(poses)), true_poses[every])
+        line, _ = ate_rmse(straight_line_path(len(poses)), true_poses[every])
         out[str(gap)] = {"ate_m": round(ate, 3), "scale": round(scale, 3), "straight_line_ate_m": round(line, 3)}
     return out
 
@@ -75,17 +69,19 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--speed: expected a number > 0, got {args.speed}")
     if any(gap < 1 for gap in args.gaps):
         parser.error(f"--gaps: every gap must be >= 1, got {args.gaps}")
-    if any(len(range(0, CLIP_FRAMES, gap)) < 3 for gap in args.gaps):
-        parser.error(f"--gaps: a gap above {(CLIP_FRAMES - 1) // 2} leaves fewer than 3 of the clips' {CLIP_FRAMES} "
-                     f"frames, got {args.gaps}")
+    if any(len(range(0, CLIP_FRAMES, gap)) < MIN_PATH_FRAMES for gap in args.gaps):
+        parser.error(f"--gaps: a gap above {(CLIP_FRAMES - 1) // (MIN_PATH_FRAMES - 1)} leaves fewer than "
+                     f"{MIN_PATH_FRAMES} of the clips' {CLIP_FRAMES} frames, got {args.gaps}")
     torch.set_num_threads(args.threads)
     shipped = f"tiny-{args.preset}"
     checkpoints = args.checkpoints or [pretrained_path(shipped)]
     for path in checkpoints:
         if not path.is_file():
             parser.error(f"checkpoint {path}: no such file")
-    clips = {seed: render_sequence(args.preset, CLIP_FRAMES, *args.size, seed=seed, speed=args.speed)
-             for seed in CLIP_SEEDS}
+    clips = {}                                # seed -> (frames (N, 3, H, W) in [0, 1], true poses), once for all networks
+    for seed in CLIP_SEEDS:
+        clip = render_sequence(args.preset, CLIP_FRAMES, *args.size, seed=seed, speed=args.speed)
+        clips[seed] = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float() / 255.0, clip.poses
     result = {"cpu": cpu_info(), "preset": args.preset, "size": args.size, "speed": args.speed, "clip_frames": CLIP_FRAMES,
               "order": "backward", "networks": {}}
     for path in checkpoints:
@@ -94,10 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
         except ValueError as err:             # CheckpointError: not ours, or no PoseNet in it
             parser.error(str(err))
         label = f"{shipped} (shipped)" if path == pretrained_path(shipped) else str(path)
-        result["networks"][label] = {
-            f"seed_{seed}": gap_errors(depth_net, pose_net, torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float()
-                                       / 255.0, clip.poses, args.gaps)
-            for seed, clip in clips.items()}
+        result["networks"][label] = {f"seed_{seed}": gap_errors(depth_net, pose_net, frames, poses, args.gaps)
+                                     for seed, (frames, poses) in clips.items()}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

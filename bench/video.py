@@ -141,7 +141,7 @@ def ate(tmp: Path, pose_checkpoint: str | None) -> dict:
     from bore_depth_lite.data.synthetic import render_sequence
     from bore_depth_lite.models import PoseNet
     from bore_depth_lite.pretrained import load_pretrained, pretrained_path
-    from bore_depth_lite.trajectory import ate_rmse, read_tum
+    from bore_depth_lite.trajectory import ate_rmse, read_tum, straight_line_path
 
     seq = render_sequence("driving", 24, 96, 160, seed=10_004)
     clip = write_video(tmp / "ate.mp4", seq.rgb, quality=23)
@@ -165,9 +165,7 @@ def ate(tmp: Path, pose_checkpoint: str | None) -> dict:
             error, scale = ate_rmse(poses, seq.poses)
             out[name][order] = {"ate_m": round(error, 3), "scale": round(scale, 3)}
     out["note"] = "a negative scale: the path runs backwards (chapter 5); backward is the CLI's default order"
-    straight = np.tile(np.eye(4), (24, 1, 1))
-    straight[:, 2, 3] = np.arange(24)          # constant velocity along the first camera's optical axis
-    out["constant_velocity_straight_line"] = {"ate_m": round(ate_rmse(straight, seq.poses)[0], 3)}
+    out["constant_velocity_straight_line"] = {"ate_m": round(ate_rmse(straight_line_path(24), seq.poses)[0], 3)}
     return out
 
 

@@ -17,7 +17,7 @@ from .fileio import atomic_write, atomic_write_text
 from .geometry import pose_vec_to_mat
 from .preprocess import normalize_imagenet
 
-__all__ = ["chain_relative_poses", "needs_target_depth", "translation_to_depth_units", "predict_trajectory", "align_scale", "ate_rmse", "write_tum", "read_tum",
+__all__ = ["chain_relative_poses", "straight_line_path", "needs_target_depth", "translation_to_depth_units", "predict_trajectory", "align_scale", "ate_rmse", "write_tum", "read_tum",
            "plot_trajectory"]
 
 
@@ -30,6 +30,15 @@ def chain_relative_poses(T_next_from_current: np.ndarray) -> np.ndarray:
     for T in np.asarray(T_next_from_current, dtype=np.float64):
         poses.append(poses[-1] @ np.linalg.inv(T))
     return np.stack(poses)
+
+
+def straight_line_path(num_frames: int) -> np.ndarray:
+    """Camera-to-world poses (N, 4, 4) moving one unit per frame along the first camera's optical
+    axis, turning never: the constant-velocity guess a PoseNet's path has to beat (after
+    :func:`ate_rmse`'s scale, the unit does not matter)."""
+    poses = np.tile(np.eye(4), (num_frames, 1, 1))
+    poses[:, 2, 3] = np.arange(num_frames)
+    return poses
 
 
 _NEEDS_DEPTH = ("this PoseNet predicts translation in units of the target's mean depth "

@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from bore_depth_lite.trajectory import straight_line_path
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("pose_gaps", ROOT / "bench" / "pose_gaps.py")
 pose_gaps = importlib.util.module_from_spec(spec)
@@ -32,7 +34,7 @@ def test_a_gap_blind_posenet_fits_the_path_with_a_scale_that_grows_with_the_gap(
     """True path: 1 m per frame straight ahead. A PoseNet that reads 0.5 units per pair whatever the
     gap has the path's shape exactly (ATE 0), but its fitted scale is 2 m per unit at gap 1 and 8 at
     gap 4: the number the bench reports to expose it. The straight-line baseline is exact here."""
-    true_poses = pose_gaps.straight_line(13)
+    true_poses = straight_line_path(13)
     frames = torch.zeros(13, 3, 8, 8)
     out = pose_gaps.gap_errors(None, GapBlindPoseNet(0.5), frames, true_poses, gaps=(1, 2, 4))
     assert set(out) == {"1", "2", "4"}
@@ -44,7 +46,7 @@ def test_a_gap_blind_posenet_fits_the_path_with_a_scale_that_grows_with_the_gap(
 
 def test_a_gap_that_leaves_too_few_frames_is_refused():
     with pytest.raises(ValueError, match="--gaps: 6 leaves fewer than 3"):
-        pose_gaps.gap_errors(None, GapBlindPoseNet(1.0), torch.zeros(7, 3, 8, 8), pose_gaps.straight_line(7), gaps=(6,))
+        pose_gaps.gap_errors(None, GapBlindPoseNet(1.0), torch.zeros(7, 3, 8, 8), straight_line_path(7), gaps=(6,))
 
 
 def test_bad_arguments_get_one_line_errors(capsys):

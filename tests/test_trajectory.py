@@ -90,3 +90,16 @@ def test_the_translation_unit_travels_with_the_checkpoint(tmp_path):
         assert load_posenet(tmp_path / f"{unit}.pt").translation_unit == unit
     with pytest.raises(ValueError, match="unknown translation_unit 'metres'"):
         PoseNet("small", translation_unit="metres")
+
+
+def test_straight_line_path_moves_one_unit_per_frame_along_the_optical_axis():
+    from bore_depth_lite.trajectory import straight_line_path
+
+    path = straight_line_path(4)
+    assert path.shape == (4, 4, 4)
+    np.testing.assert_array_equal(path[:, :3, :3], np.broadcast_to(np.eye(3), (4, 3, 3)))
+    np.testing.assert_array_equal(path[:, :3, 3], [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 0, 3]])
+    true = straight_line_path(4)
+    true[:, 2, 3] *= 0.8                       # the same path at 0.8 m per frame: exact after the scale
+    error, scale = ate_rmse(path, true)
+    assert error == pytest.approx(0.0, abs=1e-12) and scale == pytest.approx(0.8)
