@@ -337,6 +337,7 @@ def test_12_bad_config_file_is_one_line_naming_it(tmp_path, capsys, text, suffix
     (["--model", "nosuch"], "--model"), (["--pose-arch", "nosuch"], "--pose-arch"),
     (["--data-root", "/nonexistent/data", "--val-protocol", "bore_nyu"], "--data-root"),
     (["--init-from", "/nonexistent/c.pt"], "--init-from"), (["--device", "banana"], "--device"),
+    (["--synthetic-speed", "0"], "--synthetic-speed"), (["--synthetic-speed", "inf"], "--synthetic-speed"),
 ])
 def test_12_bad_train_arguments_are_refused_before_any_data(tmp_path, capsys, argv, needle):
     assert exit_code(train.main, [*argv, "--out", str(tmp_path / "r")]) == 2
@@ -452,7 +453,8 @@ def test_probe_synthetic_config_is_checked_before_rendering(tmp_path):
     from bore_depth_lite.data.generate import write_synthetic_dataset
 
     for bad, needle in ((dict(height=-5), "--height"), (dict(preset="moon"), "--preset"),
-                        (dict(frames_per_scene=0), "--frames-per-scene")):
+                        (dict(frames_per_scene=0), "--frames-per-scene"), (dict(train_speed=0.0), "--train-speed"),
+                        (dict(train_speed=float("nan")), "--train-speed"), (dict(test_speed=True), "--test-speed")):
         with pytest.raises(ValueError, match=needle):
             write_synthetic_dataset(tmp_path / "s", SyntheticConfig(**bad))
     assert not (tmp_path / "s").exists()

@@ -76,6 +76,36 @@ def test_every_step_up_to_k_adds_the_narrower_gaps(dataset_root):
     assert gaps == {1, 2}
 
 
+def test_train_speed_moves_training_cameras_faster_and_leaves_the_test_split(dataset_root, tmp_path):
+    from dataclasses import replace
+
+    from bore_depth_lite.data.cache import ensure_synthetic
+
+    def path_length(poses):
+        return np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum()
+
+    fast = replace(CFG, train_scenes=1, val_scenes=1, train_speed=3.0)
+    root = tmp_path / "fast"
+    write_synthetic_dataset(root, fast, workers=1)
+    for split, group, frames in (("train", 0, fast.frames_per_scene), ("val", 1, fast.val_frames_per_scene)):
+        seed = scene_seed(1, group, 0)
+        fast_poses = render_sequence("indoor", frames, 32, 40, seed=seed, speed=3.0).poses
+        slow_poses = render_sequence("indoor", frames, 32, 40, seed=seed).poses
+        # The same bounded walk run faster: about three times the distance per frame.
+        assert 2.5 < path_length(fast_poses) / path_length(slow_poses) < 4.0
+        item = TrainTripletDataset(root, split, with_poses=True)[0]
+        i = item["index"]
+        np.testing.assert_allclose(item["T_src_tgt"][0].numpy(), np.linalg.inv(fast_poses[i - 1]) @ fast_poses[i],
+                                   atol=1e-6)
+    # The test split is rendered at test_speed whatever the training speed: the same frames.
+    for name in ("000000.png", "000005.png"):
+        assert (root / "testing/color" / name).read_bytes() == (dataset_root / "testing/color" / name).read_bytes()
+    # Another speed is another data set: its own cache folder.
+    small = replace(CFG, train_scenes=1, val_scenes=0, test_scenes=0, frames_per_scene=3)
+    assert ensure_synthetic(small, tmp_path / "cache") != ensure_synthetic(replace(small, train_speed=2.0),
+                                                                           tmp_path / "cache")
+
+
 def test_val_and_test_depth_are_lossless(dataset_root):
     val = TrainTripletDataset(dataset_root, "val", with_depth=True)
     seq = render_sequence("indoor", 4, 32, 40, seed=scene_seed(1, 1, 0))

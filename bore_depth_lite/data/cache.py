@@ -34,7 +34,8 @@ def ensure_synthetic(config: SyntheticConfig, cache: Path | None = None) -> Path
     c = config
     name = (f"{c.preset}-{c.height}x{c.width}-seed{c.seed}-train{c.train_scenes}x{c.frames_per_scene}"
             f"-val{c.val_scenes}x{c.val_frames_per_scene}-test{c.test_scenes}x{c.test_frames_per_scene}"
-            f"{'-pseudo' if c.pseudo_depth else ''}-{renderer_version()}")
+            f"{'-pseudo' if c.pseudo_depth else ''}{f'-speed{c.train_speed:g}' if c.train_speed != 1 else ''}"
+            f"-{renderer_version()}")
     root = (cache or data_cache_dir()) / "synthetic" / name
     if (root / "info.json").is_file():
         return root

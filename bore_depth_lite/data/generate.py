@@ -32,6 +32,7 @@ class SyntheticConfig:
     test_scenes: int = 10
     test_frames_per_scene: int = 10
     test_speed: float = 4.0          # test frames further apart: more varied views
+    train_speed: float = 1.0         # training and validation scenes' translation per frame (parallax)
     train_depth: bool = False        # depth for training scenes (val scenes always have it)
     semantic: bool = True
     pseudo_depth: bool = False
@@ -48,8 +49,10 @@ class SyntheticConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= {low}, found {value!r}")
-        if not (isinstance(self.test_speed, (int, float)) and math.isfinite(self.test_speed) and self.test_speed > 0):
-            raise ValueError(f"--test-speed: expected a finite number > 0, found {self.test_speed!r}")
+        for name in ("test_speed", "train_speed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')}: expected a finite number > 0, found {value!r}")
         if self.image_ext not in (".png", ".jpg"):
             raise ValueError(f"--image-ext: expected '.png' or '.jpg', found {self.image_ext!r}")
         if self.num_frames == 0:
@@ -79,7 +82,7 @@ def _job(args) -> int:
     is_val = kind == "val"
     n = cfg.val_frames_per_scene if is_val else cfg.frames_per_scene
     seq = render_sequence(cfg.preset, n, cfg.height, cfg.width, seed=scene_seed(cfg.seed, int(is_val), index),
-                          pseudo_depth=cfg.pseudo_depth)
+                          pseudo_depth=cfg.pseudo_depth, speed=cfg.train_speed)
     write_training_scene(out / "training" / scene_name(cfg.preset, kind, index), seq.rgb, seq.K, poses=seq.poses,
                          depth=seq.depth if (is_val or cfg.train_depth) else None,
                          semantic=seq.semantic if cfg.semantic else None,

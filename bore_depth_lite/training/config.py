@@ -24,6 +24,7 @@ class TrainConfig:
     synthetic_preset: str = "indoor"    # indoor | driving (when data_root is None)
     synthetic_scenes: int = 8           # training scenes generated (when data_root is None)
     synthetic_frames: int = 24          # frames per scene
+    synthetic_speed: float = 1.0        # camera translation per frame, x the world's own (more parallax)
     frame_step: int = 1                 # sources are frames t-k and t+k: a wider baseline, more parallax
     every_frame_step: bool = False      # triplets of every gap 1..frame_step (PoseNet sees every motion size)
     height: int = 128
@@ -119,6 +120,8 @@ class TrainConfig:
         if self.scale_anchor_weight and not self.normalise_depth:
             raise ValueError("--scale-anchor-weight: needs --normalise-depth (without it the anchor pulls against "
                              f"the photometric terms, which see the scale), found {self.scale_anchor_weight}")
+        if not (math.isfinite(self.synthetic_speed) and self.synthetic_speed > 0):
+            raise ValueError(f"--synthetic-speed: expected a finite number > 0, found {self.synthetic_speed}")
         for name in ("photo_weight", "geometry_weight", "smooth_weight", "semantic_weight", "scale_anchor_weight"):
             value = getattr(self, name, None)
             if value is not None and not (math.isfinite(value) and value >= 0):

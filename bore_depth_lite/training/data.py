@@ -29,12 +29,13 @@ def needs_pseudo_depth(config: TrainConfig) -> bool:
 def synthetic_config_for(config: TrainConfig) -> SyntheticConfig:
     """The synthetic world a run trains on; with the pseudo-depth terms on, its training scenes
     also get the *simulated* pseudo-depth (true depth under a random monotone distortion and
-    blur; the frames themselves are the same)."""
+    blur; the frames themselves are the same). ``synthetic_speed`` moves the training cameras
+    faster along the same paths (more parallax per frame); validation keeps the test split's."""
     return SyntheticConfig(preset=config.synthetic_preset, height=config.height, width=config.width, seed=config.seed,
                            train_scenes=config.synthetic_scenes, val_scenes=0,
                            frames_per_scene=config.synthetic_frames, test_scenes=4,
                            test_frames_per_scene=max(1, config.val_images // 4),
-                           pseudo_depth=needs_pseudo_depth(config))
+                           pseudo_depth=needs_pseudo_depth(config), train_speed=config.synthetic_speed)
 
 
 def data_root_for(config: TrainConfig) -> Path:
