@@ -1,6 +1,6 @@
 """One run of the ablation sweep: executed with papermill, and recorded so that it outlives its training folder.
 
-The sweep at the shipped network's scale (``bench/ablation_shipped.yaml``) takes 16-21 core-hours, longer
+The sweep at the shipped network's scale (``bench/ablation_shipped.yaml``) takes 14-19 core-hours, longer
 than a sitting on a 2-core machine, and the training folder (``work``) is not kept between sittings.
 So each finished run leaves a *record* beside its executed notebook in the runs folder, which is
 committed: ``<variant>-seed<seed>.json`` (what the run was asked and what it measured) and
