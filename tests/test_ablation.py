@@ -192,3 +192,36 @@ def test_a_run_finished_in_work_is_recorded_by_execute_run_not_by_finished_metri
     shutil.rmtree(out)
     assert finished_metrics(params, notebook, key) == metrics
     assert finished_metrics(params, notebook, {"run": {"variant": "stage1", "seed": 1}}) is None
+
+
+def test_status_counts_the_runs_recorded_for_this_recipe_and_the_steps_left(tmp_path, capsys):
+    """--status reads the records only (nothing rendered or trained): a record made for another recipe
+    does not count, and the core-hours left follow the recorded runs' seconds per step."""
+    from bore_depth_lite.ablation_runs import write_record
+
+    path = ROOT / "bench" / "ablation_shipped.yaml"
+    config, runs_dir = ablation.load_config(path), tmp_path / "runs"
+    runs_dir.mkdir()
+
+    def record(variant, seed, sweep):
+        params = ablation.run_parameters(sweep, variant, seed, tmp_path / "world", tmp_path / "teacher.pt", tmp_path / "w")
+        metrics = {"abs_rel": 0.13, "delta1": 0.85, "seconds_per_step": 0.5}
+        write_record(runs_dir / f"{variant}-seed{seed}.ipynb", ablation.record_key(params, sweep), metrics,
+                     tmp_path / "no_sample.npy")
+
+    record("stage1", 0, config)
+    other = json.loads(json.dumps(config))
+    other["train"]["stage1_steps"] = 5000
+    record("two_stage", 0, other)
+    assert ablation.main(["--config", str(path), "--runs", str(runs_dir), "--work", str(tmp_path / "w"), "--status"]) == 0
+    captured = capsys.readouterr()
+    status = json.loads(captured.out)
+    train = config["train"]
+    per_seed = 3 * (train["stage1_steps"] + train["stage2_steps"]) + train["stage2_steps"]
+    assert status["runs"] == 4 * len(config["seeds"])
+    assert [(r["variant"], r["seed"], r["abs_rel"]) for r in status["recorded"]] == [("stage1", 0, 0.13)]
+    assert status["to_run"][0] == {"variant": "two_stage", "seed": 0, "steps": train["stage2_steps"]}
+    assert status["steps_left"] == len(config["seeds"]) * per_seed - (train["stage1_steps"] + train["stage2_steps"])
+    assert status["core_hours_left"] == round(status["steps_left"] * 0.5 / 3600, 1)
+    assert "1 of 20 runs recorded" in captured.err
+    assert not (tmp_path / "w").exists()          # nothing rendered, nothing trained
