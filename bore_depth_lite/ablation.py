@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .ablation_runs import (execute_run, finished_metrics, record_key, recorded_metrics, recorded_sample,
-                            shrink_notebook)
+from .ablation_runs import (execute_run, finished_metrics, print_status, record_key, recorded_sample, shrink_notebook,
+                            sweep_status)
 from .fileio import atomic_write_text
 
 VARIANTS = ("stage1", "plain", "two_stage", "joint")
@@ -171,30 +171,6 @@ def stage1_needed_again(config: dict[str, Any], variant: str, seed: int, world: 
     notebook = runs_dir / f"two_stage-seed{seed}.ipynb"
     return not Path(two_stage["init_from"]).is_file() and \
         finished_metrics(two_stage, notebook, record_key(two_stage, config)) is None
-
-
-def sweep_status(config: dict[str, Any], work: Path, runs_dir: Path) -> dict[str, Any]:
-    """Which runs the records in ``runs_dir`` already stand for, and the steps still to train; reads only.
-
-    Folder paths are not part of a record's key, so no world needs rendering to ask. The core-hours
-    left assume the recorded runs' mean seconds per step (one thread each); None before any record.
-    """
-    placeholder = Path("<not rendered>")
-    recorded, to_run, seconds_per_step = [], [], []
-    for seed in config["seeds"]:
-        for variant in sorted(config["variants"], key=RUN_ORDER.index):
-            params = run_parameters(config, variant, seed, placeholder, placeholder, work)
-            steps = params["stage2_steps"] if params["init_from"] else params["stage1_steps"] + params["stage2_steps"]
-            metrics = recorded_metrics(runs_dir / f"{variant}-seed{seed}.ipynb", record_key(params, config))
-            if metrics is None:
-                to_run.append({"variant": variant, "seed": seed, "steps": steps})
-            else:
-                recorded.append({"variant": variant, "seed": seed, **{m: metrics.get(m) for m in METRICS}})
-                seconds_per_step.append(metrics["seconds_per_step"])
-    steps_left = sum(run["steps"] for run in to_run)
-    hours = round(steps_left * float(np.mean(seconds_per_step)) / 3600, 1) if seconds_per_step else None
-    return {"runs": len(recorded) + len(to_run), "recorded": recorded, "to_run": to_run, "steps_left": steps_left,
-            "core_hours_left": hours}
 
 
 def mean_std(values: list[float]) -> dict[str, Any]:
@@ -333,13 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         return retabulate((args.out or Path(load_config(args.config)["out"])).resolve())
     config = load_config(args.config)
     if args.status:
-        status = sweep_status(config, (args.work or Path(config["work"])).resolve(),
-                              (args.runs or Path(config["runs"])).resolve())
-        left = f", about {status['core_hours_left']} core-hours" if status["core_hours_left"] is not None else ""
-        print(f"ablation: {len(status['recorded'])} of {status['runs']} runs recorded; "
-              f"{status['steps_left']:,} steps left{left}", file=sys.stderr)
-        print(json.dumps(status, indent=2))
-        return 0
+        work, runs_dir, unrendered = (args.work or Path(config["work"])).resolve(), \
+            (args.runs or Path(config["runs"])).resolve(), Path("<not rendered>")   # paths are not in a record's key
+        planned = [(params := run_parameters(config, variant, seed, unrendered, unrendered, work),
+                    runs_dir / f"{variant}-seed{seed}.ipynb", record_key(params, config))
+                   for seed in config["seeds"] for variant in sorted(config["variants"], key=RUN_ORDER.index)]
+        return print_status(sweep_status(planned, METRICS))
     if args.jobs is not None:
         if args.jobs < 1:
             parser.error(f"--jobs {args.jobs}: expected a positive integer")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,34 @@ def shrink_notebook(path: Path, max_image_bytes: int = 60_000) -> None:
                 del data["image/png"]
                 data["text/plain"] = "<figure dropped to keep the committed notebook small>"
     nbformat.write(nb, path)
+
+
+def sweep_status(planned: list[tuple[dict[str, Any], Path, dict[str, Any]]], metrics: tuple[str, ...]) -> dict[str, Any]:
+    """Which of a sweep's runs the records already stand for, and the steps still to train; reads only.
+
+    ``planned``: (run parameters, notebook, record key) of every run. A ``two_stage`` run that starts
+    from stage1's checkpoint (``init_from``) trains only ``stage2_steps``. The core-hours left assume the
+    recorded runs' mean seconds per step (one thread each); None before any record.
+    """
+    recorded, to_run, seconds_per_step = [], [], []
+    for params, notebook, key in planned:
+        steps = params["stage2_steps"] + (0 if params["init_from"] else params["stage1_steps"])
+        found = recorded_metrics(notebook, key)
+        if found is None:
+            to_run.append({"variant": params["variant"], "seed": params["seed"], "steps": steps})
+        else:
+            recorded.append({"variant": params["variant"], "seed": params["seed"], **{m: found.get(m) for m in metrics}})
+            seconds_per_step.append(found["seconds_per_step"])
+    steps_left = sum(run["steps"] for run in to_run)
+    hours = round(steps_left * float(np.mean(seconds_per_step)) / 3600, 1) if seconds_per_step else None
+    return {"runs": len(planned), "recorded": recorded, "to_run": to_run, "steps_left": steps_left,
+            "core_hours_left": hours}
+
+
+def print_status(status: dict[str, Any]) -> int:
+    """One line on stderr, the JSON on stdout (bench/ convention); the exit status 0."""
+    left = f", about {status['core_hours_left']} core-hours" if status["core_hours_left"] is not None else ""
+    print(f"ablation: {len(status['recorded'])} of {status['runs']} runs recorded; {status['steps_left']:,} steps left{left}",
+          file=sys.stderr)
+    print(json.dumps(status, indent=2))
+    return 0
