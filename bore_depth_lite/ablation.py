@@ -93,14 +93,12 @@ def load_config(path: Path | None) -> dict[str, Any]:
         if isinstance(DEFAULTS[key], dict):
             if not isinstance(value, dict):
                 raise SystemExit(f"ablation: {path}: {key} must be a mapping")
-            unknown = sorted(set(value) - set(DEFAULTS[key]))
-            if unknown:
+            if unknown := sorted(set(value) - set(DEFAULTS[key])):
                 raise SystemExit(f"ablation: {path}: unknown {key} keys {unknown}; known: {sorted(DEFAULTS[key])}")
             config[key].update(value)
         else:
             config[key] = value
-    bad = [v for v in config["variants"] if v not in VARIANTS]
-    if bad or not config["variants"]:
+    if [v for v in config["variants"] if v not in VARIANTS] or not config["variants"]:
         raise SystemExit(f"ablation: variants must be a non-empty subset of {list(VARIANTS)}, got {config['variants']}")
     if not isinstance(config["jobs"], int) or config["jobs"] < 1:
         raise SystemExit(f"ablation: jobs must be a positive integer, got {config['jobs']!r}")
@@ -114,7 +112,6 @@ def load_config(path: Path | None) -> dict[str, Any]:
 def prepare_world(config: dict[str, Any], work: Path) -> Path:
     from .data.generate import SyntheticConfig
     from .data.cache import ensure_synthetic
-
     from .training import TrainConfig
     from .training.data import needs_pseudo_depth
 
@@ -291,6 +288,14 @@ def retabulate(out: Path) -> int:
     return 0
 
 
+def planned_runs(config: dict[str, Any], variants: list[str], world: Any, teacher: Any, work: Path,
+                 runs_dir: Path) -> list[tuple[dict[str, Any], Path, dict[str, Any]]]:
+    """(parameters, notebook, record key) of every run of the sweep, in the order a seed trains them."""
+    return [(params := run_parameters(config, variant, seed, world, teacher, work),
+             runs_dir / f"{variant}-seed{seed}.ipynb", record_key(params, config))
+            for seed in config["seeds"] for variant in sorted(variants, key=RUN_ORDER.index)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="YAML sweep description (default: built-in defaults)")
@@ -309,11 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         return retabulate((args.out or Path(load_config(args.config)["out"])).resolve())
     config = load_config(args.config)
     if args.status:
-        work, runs_dir, unrendered = (args.work or Path(config["work"])).resolve(), \
-            (args.runs or Path(config["runs"])).resolve(), Path("<not rendered>")   # paths are not in a record's key
-        planned = [(params := run_parameters(config, variant, seed, unrendered, unrendered, work),
-                    runs_dir / f"{variant}-seed{seed}.ipynb", record_key(params, config))
-                   for seed in config["seeds"] for variant in sorted(config["variants"], key=RUN_ORDER.index)]
+        unrendered = Path("<not rendered>")   # paths are not in a record's key
+        planned = planned_runs(config, config["variants"], unrendered, unrendered,
+                               (args.work or Path(config["work"])).resolve(), (args.runs or Path(config["runs"])).resolve())
         return print_status(sweep_status(planned, METRICS))
     if args.jobs is not None:
         if args.jobs < 1:
@@ -347,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     total = len(order) * len(config["seeds"])
     lock = threading.Lock()
+    # Time left from this sitting's own pace: runs already recorded return at once and say nothing of it.
+    to_train = {(r["variant"], r["seed"]): r["steps"]
+                for r in sweep_status(planned_runs(config, order, world, teacher, work, runs_dir), METRICS)["to_run"]}
+    steps_left, trained, train_start = sum(to_train.values()), {"steps": 0}, time.perf_counter()
 
     def run_seed(seed: int) -> None:
         # a seed's variants run in order, two_stage right after stage1 (it starts from stage1's checkpoint);
@@ -361,11 +368,12 @@ def main(argv: list[str] | None = None) -> int:
             shrink_notebook(notebook)
             with lock:
                 runs.append(result)
-                done, elapsed = len(runs), time.perf_counter() - start
+                done, trained["steps"] = len(runs), trained["steps"] + to_train.get((variant, seed), 0)
+                per_step = (time.perf_counter() - train_start) / max(trained["steps"], 1)
             print(f"ablation: [{done}/{total}] {variant} seed {seed}: AbsRel {result['abs_rel']:.4f} "
                   f"ε_acc {result['dbe_acc'] if result['dbe_acc'] is not None else float('nan'):.4f} "
                   f"({result['seconds_per_step']:.2f} s/step; took {time.perf_counter() - t:.0f} s; "
-                  f"about {elapsed / done * (total - done):.0f} s left)", file=sys.stderr, flush=True)
+                  f"about {per_step * (steps_left - trained['steps']) / 60:.0f} min left)", file=sys.stderr, flush=True)
 
     with ThreadPoolExecutor(max_workers=config["jobs"]) as pool:
         for future in [pool.submit(run_seed, seed) for seed in config["seeds"]]:

@@ -109,7 +109,7 @@ def test_shipped_sweep_runs_the_shipped_recipe():
 
 
 @pytest.mark.slow
-def test_tiny_sweep_end_to_end(tmp_path):
+def test_tiny_sweep_end_to_end(tmp_path, capsys):
     config = tmp_path / "sweep.yaml"
     config.write_text(
         "seeds: [0]\n"
@@ -155,8 +155,12 @@ def test_tiny_sweep_end_to_end(tmp_path):
     for variant in ran:
         assert (runs_dir / f"{variant}-seed0.json").is_file() and (runs_dir / f"{variant}-seed0.sample.npy").is_file()
     shutil.rmtree(work)
+    capsys.readouterr()
     assert ablation.main(args) == 0
     assert not list(work.glob("*-seed0/metrics.json"))                 # nothing trained again
+    # the time left counts only steps still to train, not runs that a record answered at once
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ablation: [")]
+    assert len(progress) == len(ran) and all(line.endswith("about 0 min left)") for line in progress)
     again = json.loads((out / "ablation.json").read_text())
     assert again["runs"] == result["runs"] and again["summary"] == result["summary"]
     assert np.array_equal(np.load(out / "ablation_samples.npz")["pred_stage1"], samples["pred_stage1"])
