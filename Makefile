@@ -12,7 +12,7 @@ unexport MPLBACKEND
 # would skip `b` and the stage would still succeed.
 stage = @s=$$(date +%s); echo "==> $(1)"; { $(2); } || exit $$?; echo "==> $(1) took $$(( $$(date +%s) - s )) s"
 
-.PHONY: help env book notebooks site test test-package test-notebooks test-site chromium data bench pretrained teacher ablation clean
+.PHONY: help env book notebooks site test test-package test-notebooks test-site chromium data bench pretrained results teacher ablation clean
 
 help:
 	@echo "make book       set up .venv, execute notebooks that lack outputs, build the site into _build/html"
@@ -21,6 +21,7 @@ help:
 	@echo "make data       write the default synthetic data set to data/synthetic"
 	@echo "make bench      run the benchmarks (JSON on stdout)"
 	@echo "make pretrained train the shipped DepthNets: tiny driving and indoor, paper driving (bore_depth_lite/assets), with their metrics"
+	@echo "make results    after make pretrained: regenerate the bench results that read the shipped networks (bench/results)"
 	@echo "make teacher    train the embedded semantic teacher on the synthetic labels (runs/teacher)"
 	@echo "make ablation   the paper's ablations on the synthetic world (bench/ablation.yaml)"
 
@@ -88,6 +89,23 @@ pretrained: env
 	$(call stage,train the shipped DepthNets,$(BIN)/python data_scripts/make_pretrained.py --name tiny-driving && \
 	  $(BIN)/python data_scripts/make_pretrained.py --name tiny-indoor && \
 	  $(BIN)/python data_scripts/make_pretrained.py --name paper-driving)
+
+# Every committed result in bench/results that reads a shipped network, regenerated in place (run it
+# after `make pretrained` changes a network, then re-execute the chapters that show it). About an hour on
+# 2 cores, most of it video.py's memory measurement and the generalisation re-renders.
+R := bench/results
+results: env
+	$(call stage,bench results of the shipped networks,\
+	  $(BIN)/python bench/generalisation.py --name tiny-driving --out $(R)/generalisation_tiny_driving.json --overwrite && \
+	  $(BIN)/python bench/generalisation.py --name tiny-indoor --out $(R)/generalisation_tiny_indoor.json --overwrite && \
+	  $(BIN)/python bench/pose_gaps.py --preset driving --out $(R)/pose_gaps_tiny_driving.json && \
+	  $(BIN)/python bench/pose_gaps.py --preset indoor --out $(R)/pose_gaps_tiny_indoor.json && \
+	  $(BIN)/python bench/error_by_depth.py --out $(R)/error_by_depth_driving.json --overwrite && \
+	  $(BIN)/python bench/error_by_depth.py --world indoor --networks tiny-indoor --bins 0.1 1 2 3 4 6 \
+	    --out $(R)/error_by_depth_indoor.json --overwrite && \
+	  $(BIN)/python bench/boundary_ceiling.py --out $(R)/boundary_ceiling.json --overwrite && \
+	  $(BIN)/python bench/metric_scale.py > $(R)/.metric_scale.tmp && mv $(R)/.metric_scale.tmp $(R)/metric_scale_tiny_driving.json && \
+	  $(BIN)/python bench/video.py --out $(R)/video.json)
 
 teacher: env
 	$(call stage,train the semantic teacher,$(BIN)/python -m bore_depth_lite.train --teacher-only --out runs/teacher)
