@@ -351,19 +351,18 @@ def main(argv: list[str] | None = None) -> int:
     total = len(order) * len(config["seeds"])
     lock = threading.Lock()
     # Time left from this sitting's own pace: runs already recorded return at once and say nothing of it.
-    to_train = {(r["variant"], r["seed"]): r["steps"]
-                for r in sweep_status(planned_runs(config, order, world, teacher, work, runs_dir), METRICS)["to_run"]}
+    planned = planned_runs(config, order, world, teacher, work, runs_dir)
+    to_train = {(r["variant"], r["seed"]): r["steps"] for r in sweep_status(planned, METRICS)["to_run"]}
     steps_left, trained, train_start = sum(to_train.values()), {"steps": 0}, time.perf_counter()
 
     def run_seed(seed: int) -> None:
         # a seed's variants run in order, two_stage right after stage1 (it starts from stage1's checkpoint);
         # seeds are independent
-        for variant in sorted(order, key=RUN_ORDER.index):
-            params = run_parameters(config, variant, seed, world, teacher, work)
-            notebook = runs_dir / f"{variant}-seed{seed}.ipynb"
+        for params, notebook, key in [run for run in planned if run[0]["seed"] == seed]:
+            variant = params["variant"]
             resume = not args.no_resume and not stage1_needed_again(config, variant, seed, world, teacher, work, runs_dir)
             t = time.perf_counter()
-            result = execute_run(params, notebook, record_key(params, config), resume=resume,
+            result = execute_run(params, notebook, key, resume=resume,
                                  cell_timeout_s=config["cell_timeout_s"])
             shrink_notebook(notebook)
             with lock:
