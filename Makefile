@@ -99,7 +99,7 @@ results: env
 	  $(BIN)/python bench/generalisation.py --name tiny-driving --out $(R)/generalisation_tiny_driving.json --overwrite && \
 	  $(BIN)/python bench/generalisation.py --name tiny-indoor --out $(R)/generalisation_tiny_indoor.json --overwrite && \
 	  $(BIN)/python bench/pose_gaps.py --preset driving --out $(R)/pose_gaps_tiny_driving.json && \
-	  $(BIN)/python bench/pose_gaps.py --preset indoor --out $(R)/pose_gaps_tiny_indoor.json && \
+	  $(BIN)/python bench/pose_gaps.py --preset indoor --gaps 1 2 4 8 --out $(R)/pose_gaps_tiny_indoor.json && \
 	  $(BIN)/python bench/error_by_depth.py --out $(R)/error_by_depth_driving.json --overwrite && \
 	  $(BIN)/python bench/error_by_depth.py --world indoor --networks tiny-indoor --bins 0.1 1 2 3 4 6 \
 	    --out $(R)/error_by_depth_indoor.json --overwrite && \
