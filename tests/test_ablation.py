@@ -91,7 +91,10 @@ def test_config_rejects_unknown_keys_and_variants(tmp_path):
 
 def test_shipped_sweep_runs_the_shipped_recipe():
     """bench/ablation_shipped.yaml is the scale of `make pretrained` (data_scripts/make_pretrained.py):
-    same world, size, batch, rate, objective and steps, so its variants compare at the shipped network's scale."""
+    same world, size, batch, rate and objective, so its variants compare at the shipped network's scale.
+    Its runs are shorter (6,750 steps, the shipped recipe's length when the sweep began; the shipped
+    network now trains 10,500, which would cost the sweep 56 % more) and end with the recipe's
+    750-step tail, where the shipped run lowers the rate and the sweep's stage 2 begins."""
     spec = importlib.util.spec_from_file_location("make_pretrained", ROOT / "data_scripts" / "make_pretrained.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -100,7 +103,8 @@ def test_shipped_sweep_runs_the_shipped_recipe():
     assert (world["preset"], world["height"], world["width"]) == (recipe["synthetic_preset"], recipe["height"], recipe["width"])
     assert (world["train_scenes"], world["frames_per_scene"]) == (recipe["synthetic_scenes"], recipe["synthetic_frames"])
     assert (train["model"], train["batch_size"], train["lr"]) == (recipe["model"], recipe["batch_size"], recipe["lr"])
-    assert train["stage1_steps"] + train["stage2_steps"] == recipe["steps"]
+    assert train["stage1_steps"] + train["stage2_steps"] <= recipe["steps"]
+    assert train["stage2_steps"] == recipe["steps"] - recipe["lr_milestones"][-1]
     # every other training option of the recipe (loss weights, frame gaps, normalisation) is the sweep's too
     others = set(recipe) - {"model", "pose_arch", "synthetic_preset", "height", "width", "batch_size", "lr",
                             "lr_milestones", "lr_gamma", "steps", "steps_per_epoch", "synthetic_scenes",
