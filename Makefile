@@ -104,6 +104,8 @@ results: env
 	  $(BIN)/python bench/error_by_depth.py --world indoor --networks tiny-indoor --bins 0.1 1 2 3 4 6 \
 	    --out $(R)/error_by_depth_indoor.json --overwrite && \
 	  $(BIN)/python bench/boundary_ceiling.py --out $(R)/boundary_ceiling.json --overwrite && \
+	  $(BIN)/python bench/boundary_contrast.py --world driving --out $(R)/boundary_contrast_driving.json --overwrite && \
+	  $(BIN)/python bench/boundary_contrast.py --world indoor --out $(R)/boundary_contrast_indoor.json --overwrite && \
 	  $(BIN)/python bench/metric_scale.py > $(R)/.metric_scale.tmp && mv $(R)/.metric_scale.tmp $(R)/metric_scale_tiny_driving.json && \
 	  $(BIN)/python bench/video.py --out $(R)/video.json)
 
